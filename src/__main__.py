@@ -1,0 +1,5 @@
+"""`python -m src` is `python -m src.train`."""
+
+from src.train import cli
+
+cli()

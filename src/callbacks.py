@@ -1,0 +1,168 @@
+"""Hydra callback for sweeps: a parent MLflow run, a leaderboard, and the files DVC tracks.
+
+Why a callback: `on_multirun_start` / `on_multirun_end` run once, in the launching process, whatever the
+launcher (basic, joblib, submitit, ray). That is where the SQLite store must be created (parallel first-time
+creation races in MLflow's migrations) and where a sweep's results are gathered.
+
+Robustness notes (see FACTS): an exception in a callback becomes a mere warning in Hydra, so failures here
+are printed loudly; `on_multirun_end` is skipped if a job raises, so jobs record failures instead of
+raising; an interrupted sweep would leave the parent RUNNING, so an `atexit` hook ends it as KILLED.
+"""
+
+from __future__ import annotations
+
+import atexit
+import csv
+import io
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from src import records
+from src.tracking import PARENT_FILE, ROOT, Tracker, resolve_uri
+
+LEADER_KEYS = ("test_acc", "test_acc_ci95", "val_acc", "train_acc", "test_loss", "epochs_used", "best_epoch",
+               "diverged_fraction", "wall_time_s")
+
+
+class SweepCallback(Callback):
+    """Creates the sweep's parent run; at the end logs the leaderboard and writes `results_dir` files."""
+
+    def __init__(self) -> None:
+        self.tracker: Tracker | None = None
+        self.parent_id: str | None = None
+        self._ended = False
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        (sweep_dir / PARENT_FILE).unlink(missing_ok=True)
+        if not config.tracking.enabled:
+            return
+        try:
+            self.tracker = Tracker(resolve_uri(config.tracking.uri), config.tracking.experiment or config.study)
+            self.parent_id = self.tracker.start_run(
+                f"sweep {sweep_dir.name}",
+                {"nnlab.study": config.study, "nnlab.sweep_dir": str(sweep_dir),
+                 "nnlab.git_commit": records.git_commit(ROOT), "nnlab.status": "running",
+                 "nnlab.sweep_overrides": " ".join(config.hydra.overrides.task)[:5000]},
+            )
+        except Exception as exc:  # noqa: BLE001 - Hydra would swallow it; say it loudly, jobs run unparented
+            print(f"nnlab: error: could not create the sweep's parent run: {exc}", file=sys.stderr, flush=True)
+            return
+        records.atomic_write_text(sweep_dir / PARENT_FILE, self.parent_id)
+        os.environ["NNLAB_PARENT_RUN_ID"] = self.parent_id
+        atexit.register(self._end_if_open, "KILLED")
+
+    def _end_if_open(self, status: str) -> None:
+        if self._ended or self.tracker is None or self.parent_id is None:
+            return
+        self._ended = True
+        try:
+            self.tracker.set_tags(self.parent_id, {"nnlab.status": status.lower()})
+            self.tracker.end_run(self.parent_id, status)
+        except Exception as exc:  # noqa: BLE001
+            print(f"warning: could not end the sweep's parent run: {exc}", file=sys.stderr)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        rows = records.read_results(sweep_dir, self.parent_id)
+        table = leaderboard_rows(rows)
+        text = leaderboard_text(table)
+        print("\n" + text, flush=True)
+        records.atomic_write_text(sweep_dir / "leaderboard.md", text + "\n")
+        if config.get("results_dir"):
+            write_results(Path(config.results_dir), rows, sweep_dir)
+        if self.tracker is not None and self.parent_id is not None:
+            try:
+                from src import plots
+
+                fig = plots.leaderboard_plot(table, sweep_dir / "leaderboard.png")
+                self.tracker.log_artifact(self.parent_id, sweep_dir / "leaderboard.md")
+                self.tracker.log_artifact(self.parent_id, fig)
+                csv_path = records.atomic_write_text(sweep_dir / "runs.csv", runs_csv(rows))
+                self.tracker.log_artifact(self.parent_id, csv_path)
+                n_failed = sum(r["status"] == "failed" for r in rows)
+                self.tracker.log_metrics(self.parent_id, {"jobs": len(rows), "jobs_failed": n_failed})
+                if table:
+                    self.tracker.log_metrics(self.parent_id, {"best_test_acc": table[0].get("test_acc", float("nan"))})
+            except Exception as exc:  # noqa: BLE001
+                print(f"nnlab: error: could not log the leaderboard: {exc}", file=sys.stderr, flush=True)
+            self._end_if_open("FINISHED")
+
+
+def leaderboard_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per job, best test accuracy first; failed jobs last."""
+    table = []
+    for r in rows:
+        m = r.get("metrics", {})
+        table.append({"name": r.get("name", "?"), "status": r.get("status", "?"),
+                      **{k: m.get(k, float("nan")) for k in LEADER_KEYS}})
+
+    def key(row: dict[str, Any]) -> tuple[int, float]:
+        acc = row["test_acc"]
+        return (row["status"] == "failed", -(acc if acc == acc else -1.0))
+
+    return sorted(table, key=key)
+
+
+def leaderboard_text(table: list[dict[str, Any]]) -> str:
+    """A Markdown table (readable in a terminal too)."""
+    head = "| # | job | status | test acc (mean ± 95% CI) | val acc | train acc | epochs | diverged |"
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    for i, r in enumerate(table, 1):
+        lines.append(f"| {i} | {r['name']} | {r['status']} | {r['test_acc']:.3f} ± {r['test_acc_ci95']:.3f} | "
+                     f"{r['val_acc']:.3f} | {r['train_acc']:.3f} | {r['epochs_used']:.0f} | "
+                     f"{r['diverged_fraction']:.2f} |")
+    return "\n".join(lines)
+
+
+def runs_csv(rows: list[dict[str, Any]]) -> str:
+    """One row per job: overrides, status, run id, headline metrics (mean and CI over replicas)."""
+    keys = ["train_acc", "val_acc", "test_acc", "test_acc_ci95", "train_loss", "val_loss", "test_loss",
+            "epochs_used", "best_epoch", "diverged_fraction", "stopped_early_fraction", "replicas", "wall_time_s"]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["job", "name", "overrides", "status", "run_id", "config_hash", *keys, "error"])
+    for r in rows:
+        m = r.get("metrics", {})
+        w.writerow([r.get("num"), r.get("name"), " ".join(r.get("overrides", [])), r.get("status"),
+                    r.get("run_id") or "", r.get("config_hash"), *(_num(m.get(k)) for k in keys),
+                    r.get("error", "")])
+    return buf.getvalue()
+
+
+def _num(v: Any) -> str:
+    if v is None:
+        return ""
+    return f"{float(v):.6g}"
+
+
+def write_results(out: Path, rows: list[dict[str, Any]], sweep_dir: Path) -> None:
+    """`runs.csv`, `metrics.json` (for `dvc metrics show`) and `curves/<job>.csv` (for `dvc plots show`)."""
+    out.mkdir(parents=True, exist_ok=True)
+    records.atomic_write_text(out / "runs.csv", runs_csv(rows))
+    table = leaderboard_rows(rows)
+    best = table[0] if table else {}
+    metrics = {
+        "jobs": len(rows),
+        "failed": sum(r["status"] == "failed" for r in rows),
+        "diverged": sum(r["status"] == "diverged" for r in rows),
+        "best_job": best.get("name"),
+        "best_test_acc": best.get("test_acc"),
+        "best_test_acc_ci95": best.get("test_acc_ci95"),
+    }
+    records.atomic_write_json(out / "metrics.json", metrics)
+    curves = out / "curves"
+    curves.mkdir(exist_ok=True)
+    for old in curves.glob("*.csv"):
+        old.unlink()
+    for r in rows:
+        src = sweep_dir / str(r.get("num")) / "curve.csv"
+        if src.exists():
+            records.atomic_write_text(curves / f"job{int(r['num']):03d}.csv", src.read_text())
+    records.atomic_write_text(out / "leaderboard.md", leaderboard_text(table) + "\n")

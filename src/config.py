@@ -1,0 +1,229 @@
+"""The configuration schema: what a user can vary, typed, with its valid ranges.
+
+Why structured configs: Hydra merges every YAML file of `conf/` into these dataclasses, so a wrong type
+(`train.lr=abc`) or an unknown key (`model.depth=3`) fails while the config is composed, before any data
+is loaded or any MLflow run is opened. Ranges (lr > 0, dropout in [0, 1), ...) are not expressible as types,
+so :func:`validate` checks them and raises :class:`ConfigError` with one line naming the key, the bad value
+and what is valid. The names of the choices come from `src.nn` and `src.data` themselves, never copied.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "identity")
+SHUFFLES = ("random", "course")
+
+
+class ConfigError(ValueError):
+    """A configuration value outside its valid range; the message is one line."""
+
+
+@dataclass
+class DataCfg:
+    """Which dataset (a file written by the `generate` stage) and where the files live."""
+
+    name: str = MISSING
+    dir: str = "data"
+
+
+@dataclass
+class ModelCfg:
+    """The network: hidden layer sizes (input and output sizes come from the dataset) and regularisers."""
+
+    hidden: list[int] = field(default_factory=lambda: [10, 5])
+    activation: str = "relu"
+    batchnorm: bool = False
+    bn_momentum: float = 0.9
+    dropout: float = 0.0
+    l2: float = 0.0
+    leaky_slope: float = 0.01
+
+
+@dataclass
+class InitCfg:
+    """Weight initialisation. `name` is a `src.nn.initializers` name; the optional numbers are its kwargs.
+
+    `course: true` draws the weights exactly as the course notebooks do (legacy global RNG seeded with
+    `train.seed`, `randn(fan_out, fan_in) * scale`), which makes the course tables reproducible to the digit.
+    """
+
+    name: str = "he_normal"
+    std: float | None = None
+    mean: float | None = None
+    a: float | None = None
+    value: float | None = None
+    gain: float | None = None
+    course: bool = False
+
+
+@dataclass
+class OptimizerCfg:
+    """Update rule (a `src.nn.optimizers` name) and its hyper-parameters, with `torch.optim`'s names.
+
+    The learning rate is `train.lr` (one knob for every optimizer); unset fields keep the optimizer's default.
+    """
+
+    name: str = "adam"
+    momentum: float | None = None
+    dampening: float | None = None
+    nesterov: bool | None = None
+    variant: str | None = None
+    alpha: float | None = None
+    betas: list[float] | None = None
+    eps: float | None = None
+    weight_decay: float | None = None
+    centered: bool | None = None
+    amsgrad: bool | None = None
+    lr_decay: float | None = None
+
+
+@dataclass
+class ScheduleCfg:
+    """Learning-rate schedule, evaluated once per epoch (a `src.nn.schedules` name and its kwargs)."""
+
+    name: str = "constant"
+    step_size: int | None = None
+    gamma: float | None = None
+    decay_rate: float | None = None
+    time_interval: int | None = None
+    t_max: int | None = None
+    eta_min: float | None = None
+
+
+@dataclass
+class TrainCfg:
+    """The training loop. `seeds` is the number of replicas trained at once (seeds `seed`..`seed+seeds-1`)."""
+
+    epochs: int = 1000
+    batch_size: int | None = None
+    lr: float = 0.01
+    clip_value: float | None = None
+    clip_norm: float | None = None
+    patience: int | None = None
+    min_delta: float = 0.0
+    seeds: int = 5
+    seed: int = 0
+    log_every: int = 10
+    shuffle: str = "random"
+    dtype: str = "float64"
+    progress: bool = True
+
+
+@dataclass
+class TrackingCfg:
+    """Where runs go. `uri: null` means `$MLFLOW_TRACKING_URI` or else `sqlite:///<project>/mlflow.db`."""
+
+    enabled: bool = True
+    uri: str | None = None
+    experiment: str | None = None
+    artifacts: bool = True
+    max_curve_points: int = 500
+
+
+@dataclass
+class Config:
+    """The whole job. `study` names the MLflow experiment and the `results/<study>/` folder."""
+
+    study: str = "default"
+    data: DataCfg = field(default_factory=DataCfg)
+    model: ModelCfg = field(default_factory=ModelCfg)
+    init: InitCfg = field(default_factory=InitCfg)
+    optimizer: OptimizerCfg = field(default_factory=OptimizerCfg)
+    schedule: ScheduleCfg = field(default_factory=ScheduleCfg)
+    train: TrainCfg = field(default_factory=TrainCfg)
+    tracking: TrackingCfg = field(default_factory=TrackingCfg)
+    results_dir: str | None = None
+    # Not in the schema on purpose: `+resume=true` (the documented spelling) adds it at the command line.
+
+
+def register() -> None:
+    """Put the schema in Hydra's ConfigStore under `nnlab_schema` (`conf/config.yaml` extends it)."""
+    ConfigStore.instance().store(name="nnlab_schema", node=Config)
+
+
+def _bad(key: str, value: Any, valid: str) -> ConfigError:
+    return ConfigError(f"{key}={value!r} is invalid; valid: {valid}")
+
+
+def _choice(key: str, value: str, choices: tuple[str, ...] | list[str]) -> None:
+    if value not in choices:
+        raise _bad(key, value, ", ".join(choices))
+
+
+def _positive(key: str, value: float | None, *, allow_none: bool = True, strict: bool = True) -> None:
+    if value is None:
+        if allow_none:
+            return
+        raise _bad(key, value, "a number")
+    ok = math.isfinite(value) and (value > 0 if strict else value >= 0)
+    if not ok:
+        raise _bad(key, value, "a finite number > 0" if strict else "a finite number >= 0")
+
+
+def validate(cfg: DictConfig | Config) -> None:
+    """Check every range a type cannot express; raise :class:`ConfigError` (one line) on the first bad value.
+
+    Called before any work (by the pre-flight check of a whole sweep and again inside each job).
+    """
+    from src import data
+    from src.nn import initializers, optimizers, schedules
+
+    c: Any = cfg
+    _choice("data.name", c.data.name, data.NAMES)
+    hidden = list(c.model.hidden)
+    if any(h < 1 for h in hidden):
+        raise _bad("model.hidden", hidden, "a list of layer sizes >= 1, e.g. [10, 5] (or [] for no hidden layer)")
+    _choice("model.activation", c.model.activation, ACTIVATIONS)
+    if not 0.0 <= c.model.dropout < 1.0:
+        raise _bad("model.dropout", c.model.dropout, "a drop probability in [0, 1)")
+    _positive("model.l2", c.model.l2, strict=False)
+    if not 0.0 <= c.model.bn_momentum < 1.0:
+        raise _bad("model.bn_momentum", c.model.bn_momentum, "a number in [0, 1)")
+    _choice("init.name", c.init.name, initializers.NAMES)
+    _choice("optimizer.name", c.optimizer.name, optimizers.NAMES)
+    _choice("schedule.name", c.schedule.name, schedules.NAMES)
+    t = c.train
+    if t.epochs < 1:
+        raise _bad("train.epochs", t.epochs, "an integer >= 1")
+    if t.batch_size is not None and t.batch_size < 1:
+        raise _bad("train.batch_size", t.batch_size, "an integer >= 1, or null for full batch")
+    _positive("train.lr", t.lr, allow_none=False)
+    _positive("train.clip_value", t.clip_value)
+    _positive("train.clip_norm", t.clip_norm)
+    if t.patience is not None and t.patience < 0:
+        raise _bad("train.patience", t.patience, "an integer >= 0, or null for no early stopping")
+    _positive("train.min_delta", t.min_delta, strict=False)
+    if t.seeds < 1:
+        raise _bad("train.seeds", t.seeds, "an integer >= 1 (the number of replicas)")
+    if t.log_every < 1:
+        raise _bad("train.log_every", t.log_every, "an integer >= 1")
+    _choice("train.shuffle", t.shuffle, SHUFFLES)
+    _choice("train.dtype", t.dtype, ("float64", "float32"))
+    if c.tracking.max_curve_points < 2:
+        raise _bad("tracking.max_curve_points", c.tracking.max_curve_points, "an integer >= 2")
+    # The libraries' own checks of kwargs (unknown names, ranges) also give one-line ValueErrors.
+    from src.factory import init_kwargs, optimizer_kwargs, schedule_kwargs
+
+    for build in (
+        lambda: initializers.get(c.init.name, **init_kwargs(c.init)),
+        lambda: optimizers.get(c.optimizer.name, lr=t.lr, **optimizer_kwargs(c.optimizer)),
+        lambda: schedules.get(c.schedule.name, **schedule_kwargs(c.schedule)),
+    ):
+        try:
+            build()
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(str(exc).splitlines()[0]) from exc
+
+
+def to_container(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as plain Python (without Hydra's own node)."""
+    out = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(out, dict)
+    out.pop("hydra", None)
+    return out

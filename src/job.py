@@ -1,0 +1,223 @@
+"""One Hydra job: load data, build the net, train R replicas, record everything. Knows no maths.
+
+Failure policy (why each branch exists):
+- a bad config or a missing/corrupt dataset: one-line error; in a sweep the job is recorded as failed and the
+  sweep carries on, in a single run the process exits non-zero;
+- all replicas diverged: that is a result, not a crash -- a FINISHED run tagged `nnlab.status=diverged`;
+- Ctrl-C / SIGTERM: the MLflow run ends KILLED with the history so far, the record says `killed`, and the
+  interrupt propagates so the sweep stops (re-run with `+resume=true` to finish it);
+- `resume=true`: a job whose identical config (same hash) already finished in this experiment is skipped.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from src import data, records
+from src.config import ConfigError, to_container, validate
+from src.tracking import PARENT_FILE, ROOT, Tracker, TrackingError, flatten, resolve_uri
+
+DONE_STATUSES = ("finished", "diverged")
+
+
+def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _job_context() -> dict[str, Any]:
+    try:
+        hc = HydraConfig.get()
+    except ValueError:  # called outside Hydra (tests, benchmarks)
+        return {"out_dir": Path.cwd(), "multirun": False, "overrides": [], "num": 0, "sweep_dir": None}
+    multirun = hc.mode == RunMode.MULTIRUN
+    return {
+        "out_dir": Path(hc.runtime.output_dir),
+        "multirun": multirun,
+        "overrides": list(hc.overrides.task),
+        "num": int(hc.job.num) if multirun else 0,
+        "sweep_dir": Path(hc.sweep.dir) if multirun else None,
+    }
+
+
+def _run_name(overrides: list[str], num: int) -> str:
+    shown = [o for o in overrides if not o.startswith(("hydra.", "tracking.", "experiment=", "+experiment="))]
+    return ",".join(shown) if shown else f"job{num}"
+
+
+def _summary_line(rec: dict[str, Any]) -> str:
+    m = rec.get("metrics", {})
+    total = rec.get("sweep_total")
+    pos = f"[{rec['num'] + 1}/{total}] " if total else ""
+    if rec["status"] == "failed":
+        return f"{pos}{rec['name']}: FAILED: {rec.get('error', '')}"
+    acc = m.get("test_acc", float("nan"))
+    ci = m.get("test_acc_ci95", 0.0)
+    div = m.get("diverged_fraction", 0.0) * m.get("replicas", 0)
+    return (f"{pos}{rec['name']}: {rec['status']}  test_acc {acc:.3f} ± {ci:.3f}  "
+            f"epochs {m.get('epochs_used', 0):.0f}  diverged {div:.0f}/{m.get('replicas', 0):.0f}  "
+            f"{m.get('wall_time_s', 0):.1f}s")
+
+
+def _find_done(tracker: Tracker, chash: str) -> Any | None:
+    runs = tracker.search_runs(f"tags.`nnlab.config_hash` = '{chash}' and attributes.status = 'FINISHED'")
+    for run in runs:
+        if run.data.tags.get("nnlab.status") in DONE_STATUSES:
+            return run
+    return None
+
+
+def run_job(cfg: DictConfig) -> float:
+    """Run one configured job; return the mean final validation loss (what a Hydra sweeper minimises)."""
+    import os
+
+    ctx = _job_context()
+    cfg_dict = to_container(cfg)
+    chash = records.config_hash(cfg_dict)
+    name = _run_name(ctx["overrides"], ctx["num"])
+    total = os.environ.get("NNLAB_SWEEP_TOTAL")
+    rec: dict[str, Any] = {"name": name, "num": ctx["num"], "overrides": ctx["overrides"], "config_hash": chash,
+                           "status": "failed", "run_id": None, "parent_run_id": None, "metrics": {},
+                           "study": cfg.study, "sweep_total": int(total) if total else None}
+    parent_file = ctx["sweep_dir"] / PARENT_FILE if ctx["sweep_dir"] else None
+    if parent_file is not None and parent_file.exists():
+        rec["parent_run_id"] = parent_file.read_text().strip() or None
+    tracker: Tracker | None = None
+    run_id: str | None = None
+    old_handler = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    try:
+        validate(cfg)
+        if cfg.tracking.enabled:
+            tracker = Tracker(resolve_uri(cfg.tracking.uri), cfg.tracking.experiment or cfg.study)
+            if cfg.get("resume", False):
+                done = _find_done(tracker, chash)
+                if done is not None:
+                    rec.update(status=done.data.tags.get("nnlab.status", "finished"), run_id=done.info.run_id,
+                               metrics=dict(done.data.metrics), resumed=True)
+                    records.atomic_write_json(ctx["out_dir"] / records.RESULT_FILE, rec)
+                    print(_summary_line(rec) + "  (resumed: already done)", flush=True)
+                    return float(rec["metrics"].get("val_loss", float("nan")))
+        ds = data.load(cfg.data.name, cfg.data.dir)
+        if tracker is not None:
+            tags = {"nnlab.study": cfg.study, "nnlab.config_hash": chash, "nnlab.status": "running",
+                    "nnlab.dataset_hash": ds.digest(), "nnlab.git_commit": records.git_commit(ROOT),
+                    "nnlab.overrides": " ".join(ctx["overrides"])[:5000],
+                    "nnlab.sweep_id": rec["parent_run_id"] or "none"}
+            run_id = tracker.start_run(name, tags, parent_id=rec["parent_run_id"])
+            rec["run_id"] = run_id
+            tracker.log_params(run_id, flatten(cfg_dict))
+        rec["metrics"], rec["status"] = _train_and_log(cfg, cfg_dict, ds, tracker, run_id, ctx["out_dir"])
+        if tracker is not None and run_id is not None:
+            tracker.end_run(run_id, "KILLED" if rec["status"] == "killed" else "FINISHED")
+        if rec["status"] == "killed":
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        rec["status"] = "killed"
+        _close(tracker, run_id, "KILLED", rec)
+        records.atomic_write_json(ctx["out_dir"] / records.RESULT_FILE, rec)
+        raise
+    except (ConfigError, data.DatasetError, TrackingError, ValueError, FloatingPointError, MemoryError) as exc:
+        rec["error"] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        _close(tracker, run_id, "FAILED", rec)
+        records.atomic_write_json(ctx["out_dir"] / records.RESULT_FILE, rec)
+        print(_summary_line(rec), file=sys.stderr, flush=True)
+        if not ctx["multirun"]:
+            raise
+        return float("nan")
+    except Exception as exc:  # an unexpected bug: record it, keep the sweep going, show the traceback
+        import traceback
+
+        rec["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        _close(tracker, run_id, "FAILED", rec)
+        records.atomic_write_json(ctx["out_dir"] / records.RESULT_FILE, rec)
+        if not ctx["multirun"]:
+            raise
+        traceback.print_exc()
+        print(_summary_line(rec), file=sys.stderr, flush=True)
+        return float("nan")
+    finally:
+        signal.signal(signal.SIGTERM, old_handler)
+    records.atomic_write_json(ctx["out_dir"] / records.RESULT_FILE, rec)
+    print(_summary_line(rec), flush=True)
+    return float(rec["metrics"].get("val_loss", float("nan")))
+
+
+def _close(tracker: Tracker | None, run_id: str | None, status: str, rec: dict[str, Any]) -> None:
+    """End the run with `status`; never let a tracking failure hide the original error."""
+    if tracker is None or run_id is None:
+        return
+    try:
+        tags = {"nnlab.status": rec["status"]}
+        if rec.get("error"):
+            tags["nnlab.error"] = rec["error"][:5000]
+        tracker.set_tags(run_id, tags)
+        tracker.end_run(run_id, status)
+    except Exception as exc:  # noqa: BLE001
+        print(f"warning: could not end MLflow run {run_id} as {status}: {exc}", file=sys.stderr)
+
+
+def _train_and_log(cfg: DictConfig, cfg_dict: dict[str, Any], ds: data.Dataset, tracker: Tracker | None,
+                   run_id: str | None, out_dir: Path) -> tuple[dict[str, float], str]:
+    from src import factory
+    from src.loop import LoopConfig, fit
+
+    t = cfg.train
+    net = factory.build_net(cfg, ds)
+    opt = factory.build_optimizer(cfg)
+    schedule = factory.build_schedule(cfg)
+    loop_cfg = LoopConfig(epochs=int(t.epochs), batch_size=t.batch_size, clip_value=t.clip_value,
+                          clip_norm=t.clip_norm, patience=t.patience, min_delta=float(t.min_delta),
+                          log_every=int(t.log_every), shuffle=t.shuffle, progress=bool(t.progress))
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        threadpool_limits = None
+    # Tiny matrices: BLAS threads only add synchronisation; parallelism comes from jobs and replicas.
+    limiter = threadpool_limits(limits=1, user_api="blas") if threadpool_limits else None
+    try:
+        result = fit(net, opt, schedule, ds, loop_cfg, activation=cfg.model.activation)
+    finally:
+        if limiter is not None:
+            limiter.unregister()
+    metrics = records.final_metrics(result)
+    status = records.status_of(result)
+    records.atomic_write_text(out_dir / "curve.csv", records.mean_curve_csv(result))
+    if tracker is not None and run_id is not None:
+        start = time.perf_counter()
+        tracker.log_series(run_id, records.curve_series(result, int(cfg.tracking.max_curve_points)))
+        tracker.log_metrics(run_id, metrics, step=int(result.epochs_used.max()) if result.replicas else 0)
+        tracker.set_tags(run_id, {"nnlab.status": status})
+        if cfg.tracking.artifacts:
+            art = out_dir / "artifacts"
+            write_artifacts(art, cfg_dict, result, net, ds, cfg.model.activation)
+            tracker.log_artifacts(run_id, art)
+        metrics["tracking_time_s"] = time.perf_counter() - start
+    return metrics, status
+
+
+def write_artifacts(art: Path, cfg_dict: dict[str, Any], result: Any, net: Any, ds: data.Dataset,
+                    activation: str) -> None:
+    """The run's files: resolved config, history, diagnostics, final weights and the figures."""
+    from src import plots
+
+    art.mkdir(parents=True, exist_ok=True)
+    records.atomic_write_text(art / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(cfg_dict)))
+    records.atomic_write_text(art / "history.csv", records.history_csv(result))
+    records.atomic_write_text(art / "diagnostics.csv", records.diagnostics_csv(result))
+    arrays = {**{k: np.asarray(v) for k, v in net.params.items()}, **{k: np.asarray(v) for k, v in net.state.items()}}
+    np.savez_compressed(art / "weights.npz", **arrays)
+    plots.training_curves(result, art / "curves.png")
+    if ds.n_features == 2:
+        plots.decision_boundary(net, ds, art / "decision_boundary.png")
+    if result.histograms:
+        plots.activation_histograms(result.histograms, art / "activation_histograms.png")
+    if result.diagnostics:
+        plots.layer_diagnostics(result, art / "layer_diagnostics.png")

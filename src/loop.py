@@ -1,0 +1,222 @@
+"""The training loop: epochs x mini-batches over R replicas at once, knowing nothing of Hydra or MLflow.
+
+Why it is shaped like this:
+- Every replica is an independent model (its own seed, shuffling, early stopping, divergence); the loop
+  keeps a boolean `active` mask of shape (R,) and hands it to the optimizer, so a stopped or diverged
+  replica is frozen while the others go on -- one vectorised pass still trains all of them.
+- Divergence is data, not a crash: a non-finite loss marks that replica diverged (with the epoch) and
+  freezes it; the run finishes and reports `diverged_fraction`. Overflow warnings are silenced on purpose
+  inside the loop because non-finite values are detected explicitly.
+- The only per-step work is the maths itself (forward, backward, optional clipping, update) plus one
+  `isfinite` on an (R,) vector; evaluation, early stopping and diagnostics run every `log_every` epochs.
+- Ctrl-C / SIGTERM (raised as KeyboardInterrupt by the caller's handler) ends the loop cleanly: the result
+  carries the history so far and `interrupted=True`, so the caller can record it before re-raising.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from src.data import Dataset
+from src.nn import MLP, clipping, diagnostics
+from src.nn.optimizers import Optimizer
+from src.nn.schedules import Schedule
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """The knobs of :func:`fit` (a plain mirror of `train.*` in the Hydra config)."""
+
+    epochs: int = 1000
+    batch_size: int | None = None
+    clip_value: float | np.ndarray | None = None
+    clip_norm: float | np.ndarray | None = None
+    patience: int | None = None
+    min_delta: float = 0.0
+    log_every: int = 10
+    shuffle: str = "random"
+    progress: bool = False
+    n_diagnostics: int = 10
+
+
+@dataclass
+class FitResult:
+    """What a run produced. Arrays of shape (R,) are per replica; history arrays are (K, R) for K log points."""
+
+    epochs: np.ndarray  # (K,) epochs at which the history was recorded
+    history: dict[str, np.ndarray]  # name -> (K, R)
+    final: dict[str, np.ndarray]  # e.g. "test_acc" -> (R,), after restoring the best weights
+    epochs_used: np.ndarray
+    best_epoch: np.ndarray
+    diverged: np.ndarray
+    diverged_epoch: np.ndarray
+    stopped_early: np.ndarray
+    diag_epochs: list[int] = field(default_factory=list)
+    diagnostics: list[dict[str, np.ndarray]] = field(default_factory=list)  # per diag epoch: layer stats
+    histograms: dict[str, list] = field(default_factory=dict)  # "start"/"end" -> per layer (counts, edges)
+    wall_time: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def replicas(self) -> int:
+        return int(self.diverged.shape[0])
+
+
+def _batches(ds: Dataset, net: MLP, cfg: LoopConfig, epoch: int,
+             rngs: list[np.random.Generator]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Mini-batches of one epoch. Full batch shares X across replicas (no copy); random shuffling is per
+    replica (replica independence); `course` shuffling reproduces the course notebooks' permutation
+    (`np.random.seed(10 + epoch)`, the same for every replica)."""
+    X, y = ds.X_train, ds.y_train
+    m = X.shape[0]
+    bs = cfg.batch_size
+    if bs is None or bs >= m:
+        yield X, y
+        return
+    if cfg.shuffle == "course":
+        perm = np.random.RandomState(10 + epoch).permutation(m)
+        for s in range(0, m, bs):
+            idx = perm[s:s + bs]
+            yield X[idx], y[idx]
+        return
+    perms = np.stack([rng.permutation(m) for rng in rngs])  # (R, m): one draw per replica per epoch
+    for s in range(0, m, bs):
+        idx = perms[:, s:s + bs]
+        yield X[idx], y[idx]
+
+
+def _diagnose(net: MLP, ds: Dataset, activation: str) -> tuple[dict[str, np.ndarray], list]:
+    """Per-layer activation/gradient statistics on the training set, without disturbing training state."""
+    saved_state = {k: v.copy() for k, v in net.state.items()}
+    try:
+        _, _, taps = net.loss_and_grads(ds.X_train, ds.y_train, taps=True)
+    finally:
+        for k, v in saved_state.items():
+            net.state[k][...] = v
+    return diagnostics.layer_stats(taps, activation), diagnostics.histograms(taps)
+
+
+def _evaluate(net: MLP, ds: Dataset, split: str) -> tuple[np.ndarray, np.ndarray]:
+    X, y = getattr(ds, f"X_{split}"), getattr(ds, f"y_{split}")
+    return net.evaluate(X, y)
+
+
+def fit(net: MLP, opt: Optimizer, schedule: Schedule, ds: Dataset, cfg: LoopConfig,
+        activation: str = "relu", on_log: Callable[[int, dict[str, np.ndarray]], None] | None = None) -> FitResult:
+    """Train `net` in place on `ds` and return the history and final per-replica metrics."""
+    R = net.replicas
+    t0 = time.perf_counter()
+    lr0 = opt.lr
+    rngs = [np.random.default_rng([int(s), 2]) for s in net.seeds]
+    active = np.ones(R, dtype=bool)
+    diverged = np.zeros(R, dtype=bool)
+    diverged_epoch = np.full(R, -1, dtype=np.int64)
+    stopped = np.zeros(R, dtype=bool)
+    epochs_used = np.zeros(R, dtype=np.int64)
+    best_val = np.full(R, np.inf)
+    best_epoch = np.zeros(R, dtype=np.int64)
+    wait = np.zeros(R, dtype=np.int64)
+    best_params = net.copy_params() if cfg.patience is not None else None
+    hist_epochs: list[int] = []
+    hist: dict[str, list[np.ndarray]] = {}
+    diag_every = max(cfg.log_every, cfg.epochs // max(cfg.n_diagnostics, 1))
+    result = FitResult(np.zeros(0), {}, {}, epochs_used, best_epoch, diverged, diverged_epoch, stopped)
+    stats, hists = _diagnose(net, ds, activation)
+    result.diag_epochs.append(0)
+    result.diagnostics.append(stats)
+    result.histograms["start"] = hists
+
+    bar = None
+    if cfg.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.epochs, desc="epochs", unit="ep", leave=False, mininterval=0.5)
+    epoch = 0
+    try:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            for epoch in range(1, cfg.epochs + 1):
+                opt.lr = schedule(lr0, epoch - 1)
+                grad_norm = np.zeros(R)
+                for Xb, yb in _batches(ds, net, cfg, epoch, rngs):
+                    loss, grads = net.loss_and_grads(Xb, yb)
+                    bad = active & ~np.isfinite(loss)
+                    if bad.any():
+                        diverged |= bad
+                        diverged_epoch[bad] = epoch
+                        active &= ~bad
+                    if cfg.clip_value is not None:
+                        grad_norm = clipping.clip_by_value(grads, cfg.clip_value)
+                    if cfg.clip_norm is not None:
+                        grad_norm = clipping.clip_by_norm(grads, cfg.clip_norm)
+                    opt.update(net.params, grads, mask=None if active.all() else active)
+                epochs_used[active] = epoch
+                if bar is not None:
+                    bar.update(1)
+                last = epoch == cfg.epochs
+                if epoch % cfg.log_every == 0 or last:
+                    if cfg.clip_value is None and cfg.clip_norm is None:
+                        grad_norm = clipping.global_norm(grads)
+                    # A finite loss with non-finite grads is rare; it is caught here, at the log point.
+                    bad = active & ~np.isfinite(grad_norm)
+                    diverged |= bad
+                    diverged_epoch[bad] = epoch
+                    active &= ~bad
+                    row = {"lr": np.broadcast_to(np.asarray(opt.lr, dtype=float), (R,)).copy(),
+                           "grad_norm": grad_norm}
+                    for split in ("train", "val"):
+                        row[f"{split}_loss"], row[f"{split}_acc"] = _evaluate(net, ds, split)
+                    hist_epochs.append(epoch)
+                    for k, v in row.items():
+                        hist.setdefault(k, []).append(np.where(diverged, np.nan, v) if k != "lr" else v)
+                    val = row["val_loss"]
+                    improved = active & (val < best_val - cfg.min_delta)
+                    best_val[improved] = val[improved]
+                    best_epoch[improved] = epoch
+                    if best_params is not None:
+                        wait[improved] = 0
+                        wait[active & ~improved] += 1
+                        if improved.any():
+                            for k, v in net.copy_params().items():
+                                best_params[k][improved] = v[improved]
+                        stop = active & (wait > cfg.patience)
+                        stopped |= stop
+                        active &= ~stop
+                    if epoch % diag_every == 0 or last:
+                        stats, _ = _diagnose(net, ds, activation)
+                        result.diag_epochs.append(epoch)
+                        result.diagnostics.append(stats)
+                    if on_log is not None:
+                        on_log(epoch, row)
+                    if bar is not None:
+                        bar.set_postfix(val_loss=float(np.nanmean(val)), active=int(active.sum()), refresh=False)
+                if not active.any():
+                    break
+    except KeyboardInterrupt:
+        result.interrupted = True
+    finally:
+        if bar is not None:
+            bar.close()
+    if best_params is not None:
+        restore = best_epoch > 0
+        net.load_params(best_params, mask=restore)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        for split in SPLITS:
+            loss, acc = _evaluate(net, ds, split)
+            result.final[f"{split}_loss"] = np.where(diverged, np.nan, loss)
+            result.final[f"{split}_acc"] = acc
+        if not result.interrupted:
+            stats, hists = _diagnose(net, ds, activation)
+            if not result.diag_epochs or result.diag_epochs[-1] != epoch:
+                result.diag_epochs.append(epoch)
+                result.diagnostics.append(stats)
+            result.histograms["end"] = hists
+    result.epochs = np.asarray(hist_epochs, dtype=np.int64)
+    result.history = {k: np.stack(v) for k, v in hist.items()} if hist else {}
+    result.wall_time = time.perf_counter() - t0
+    return result

@@ -1,0 +1,188 @@
+"""What a finished job leaves behind: its record (`result.json`), its files, and its MLflow metrics.
+
+Why separate from the Hydra entry point: the same record feeds the MLflow child run, the sweep's
+leaderboard, `results/<study>/runs.csv` for DVC, and `+resume=true` (a job whose identical config already
+finished is skipped). Files are written atomically (temp file + rename) so an interrupted job never leaves a
+half-written record that a later aggregation would trust.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from src.loop import SPLITS, FitResult
+from src.stats import summary
+
+RESULT_FILE = "result.json"
+# Keys that do not change what is computed: they are left out of the config hash used by resume.
+_VOLATILE = {("tracking",), ("resume",), ("train", "progress"), ("results_dir",)}
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write `text` to `path` via a temp file in the same folder and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def config_hash(cfg: Mapping[str, Any]) -> str:
+    """A stable hash of what the job computes (volatile keys such as tracking settings excluded)."""
+    def strip(d: Mapping[str, Any], path: tuple[str, ...] = ()) -> dict[str, Any]:
+        return {k: (strip(v, path + (k,)) if isinstance(v, Mapping) else v)
+                for k, v in d.items() if path + (k,) not in _VOLATILE}
+
+    blob = json.dumps(strip(cfg), sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def git_commit(cwd: Path) -> str:
+    """HEAD's commit (with `-dirty` when the tree has changes), or `unknown` outside a git checkout."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return head + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def status_of(result: FitResult) -> str:
+    if result.interrupted:
+        return "killed"
+    if result.diverged.all():
+        return "diverged"
+    return "finished"
+
+
+def final_metrics(result: FitResult) -> dict[str, float]:
+    """Headline numbers: mean/std/ci95 over replicas of each final metric, plus per-replica values."""
+    out: dict[str, float] = {}
+    for split in SPLITS:
+        for m in ("loss", "acc"):
+            key = f"{split}_{m}"
+            vals = result.final[key]
+            s = summary(vals)
+            out[key] = s["mean"]
+            out[f"{key}_std"] = s["std"]
+            out[f"{key}_ci95"] = s["ci95"]
+            for r, v in enumerate(vals):
+                out[f"replica/r{r}/{key}"] = float(v)
+    out["epochs_used"] = float(np.mean(result.epochs_used))
+    out["best_epoch"] = float(np.mean(result.best_epoch))
+    out["diverged_fraction"] = float(np.mean(result.diverged))
+    out["stopped_early_fraction"] = float(np.mean(result.stopped_early))
+    out["replicas"] = float(result.replicas)
+    out["wall_time_s"] = float(result.wall_time)
+    return out
+
+
+def curve_series(result: FitResult, max_points: int) -> dict[str, tuple[list[int], list[float]]]:
+    """Mean-over-replicas curves, thinned to at most `max_points` evenly spaced points (always the last)."""
+    K = len(result.epochs)
+    if K == 0:
+        return {}
+    idx = np.unique(np.linspace(0, K - 1, min(K, max_points)).round().astype(int))
+    steps = result.epochs[idx].tolist()
+    out: dict[str, tuple[list[int], list[float]]] = {}
+    with np.errstate(all="ignore"):
+        for k, v in result.history.items():
+            vals = v[idx]
+            ok = np.isfinite(vals).any(axis=1)
+            means = np.where(ok, np.nanmean(np.where(np.isfinite(vals), vals, np.nan), axis=1), np.nan)
+            out[k] = (steps, means.tolist())
+        for epoch, stats in zip(result.diag_epochs, result.diagnostics, strict=True):
+            for name, v in stats.items():
+                if name.endswith(("act_std", "grad_norm", "saturated", "dead")):
+                    s, vals = out.setdefault(name, ([], []))
+                    s.append(int(epoch))
+                    vals.append(float(np.nanmean(v)) if np.isfinite(v).any() else float("nan"))
+    return out
+
+
+def history_csv(result: FitResult) -> str:
+    """Long-format history: one row per (epoch, replica) with every recorded metric."""
+    buf = io.StringIO()
+    keys = sorted(result.history)
+    w = csv.writer(buf)
+    w.writerow(["epoch", "replica", *keys])
+    for i, epoch in enumerate(result.epochs):
+        for r in range(result.replicas):
+            w.writerow([int(epoch), r, *(repr(float(result.history[k][i, r])) for k in keys)])
+    return buf.getvalue()
+
+
+def mean_curve_csv(result: FitResult) -> str:
+    """Mean-over-replicas curves per logged epoch (the per-job file behind `dvc plots show`)."""
+    buf = io.StringIO()
+    keys = [k for k in ("train_loss", "val_loss", "train_acc", "val_acc") if k in result.history]
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["epoch", *keys])
+    with np.errstate(all="ignore"):
+        means = {k: np.nanmean(result.history[k], axis=1) if result.history[k].size else [] for k in keys}
+    for i, epoch in enumerate(result.epochs):
+        w.writerow([int(epoch), *(f"{float(means[k][i]):.6g}" for k in keys)])
+    return buf.getvalue()
+
+
+def diagnostics_csv(result: FitResult) -> str:
+    """Per-layer diagnostics (activation mean/std, saturation, dead units, gradient norm) per replica."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["epoch", "replica", "stat", "value"])
+    for epoch, stats in zip(result.diag_epochs, result.diagnostics, strict=True):
+        for name in sorted(stats):
+            for r, v in enumerate(np.asarray(stats[name]).ravel()):
+                w.writerow([epoch, r, name, repr(float(v))])
+    return buf.getvalue()
+
+
+def read_results(sweep_dir: str | Path, parent_id: str | None = None) -> list[dict[str, Any]]:
+    """Every job record of a sweep folder (optionally only this parent's: a reused folder mixes sweeps)."""
+    out = []
+    for p in sorted(Path(sweep_dir).glob(f"*/{RESULT_FILE}"), key=lambda p: _job_num(p.parent.name)):
+        try:
+            rec = json.loads(p.read_text())
+        except (OSError, ValueError):
+            continue
+        if parent_id is None or rec.get("parent_run_id") == parent_id:
+            out.append(rec)
+    return out
+
+
+def _job_num(name: str) -> int:
+    try:
+        return int(name)
+    except ValueError:
+        return 1 << 30

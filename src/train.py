@@ -1,0 +1,39 @@
+"""`python -m src.train`: one Hydra job trains R replicas of one configured net and tracks it in MLflow.
+
+Thin glue on purpose: the config schema is in `src/config.py`, the pre-flight check of a whole sweep in
+`src/preflight.py`, the job itself in `src/job.py`, the maths in `src/nn/`.
+
+    python -m src.train                                  # one run on the defaults (moons, he, adam)
+    python -m src.train -m init=zeros,xavier,he optimizer=sgd,adam   # a 6-job grid
+    python -m src.train -m experiment=default            # a study preset with its own grid
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from src.config import register
+
+register()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    from src.job import run_job
+
+    return run_job(cfg)
+
+
+def cli(argv: list[str] | None = None) -> None:
+    """Validate every job of the requested run or sweep first (one-line errors), then hand over to Hydra."""
+    from src.preflight import preflight
+
+    preflight(sys.argv[1:] if argv is None else argv)
+    main()
+
+
+if __name__ == "__main__":
+    cli()
