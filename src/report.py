@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import csv
 import html
 import json
@@ -26,10 +27,8 @@ def read_runs(path: Path) -> list[dict[str, Any]]:
     for r in rows:
         for k, v in list(r.items()):
             if k not in ("name", "overrides", "status", "run_id", "config_hash", "error"):
-                try:
+                with contextlib.suppress(ValueError):
                     r[k] = float(v) if v not in ("", None) else float("nan")
-                except ValueError:
-                    pass
     return rows
 
 
