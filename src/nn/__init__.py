@@ -1,0 +1,25 @@
+"""The maths of nnlab: pure NumPy layers, losses, initializers, an R-replica MLP, gradient checks, diagnostics.
+
+Nothing here imports Hydra, MLflow, DVC or matplotlib; the lab's glue (``src/*.py``) imports this package, never
+the other way round. See README.md in this folder for what each piece is and where it comes from.
+"""
+
+import contextlib
+
+from . import diagnostics, gradcheck, initializers, layers, losses
+from .mlp import MLP
+
+with contextlib.suppress(ImportError):  # TEMPORARY until optimizers/schedules/clipping land; then plain import
+    from . import clipping, optimizers, schedules
+
+__all__ = [
+    "MLP",
+    "clipping",
+    "diagnostics",
+    "gradcheck",
+    "initializers",
+    "layers",
+    "losses",
+    "optimizers",
+    "schedules",
+]

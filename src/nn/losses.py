@@ -1,0 +1,91 @@
+"""Losses on logits, per replica: each returns ``(loss (R,), dloss/dz)`` with the loss a mean over samples.
+
+Why on logits: fusing the output nonlinearity with the cross-entropy gives both a simpler gradient
+(``p - y``) and numerical stability. The course computes ``-y log(a) - (1-y) log(1-a)`` on a sigmoid output and gets
+``inf`` (log 0) as the first cost with ``randn*10`` weights (SPEC S1); the log-sum-exp forms below stay finite
+for logits of any size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .layers import sigmoid
+
+
+def _labels(y: np.ndarray, R: int, m: int) -> np.ndarray:
+    """Labels as (R, m) (a shared (m,) label vector is broadcast, not copied)."""
+    y = np.asarray(y)
+    if y.shape == (m,):
+        return np.broadcast_to(y, (R, m))
+    if y.shape == (R, m):
+        return y
+    raise ValueError(f"labels of shape {y.shape} do not match logits with R={R}, m={m}: expected ({m},) or ({R}, {m})")
+
+
+def bce_with_logits(z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Binary cross-entropy of sigmoid(z) against 0/1 labels, computed from the logits z.
+
+    ``loss = max(z, 0) − z·y + log(1 + exp(−|z|))`` is the same as ``−y log σ(z) − (1−y) log(1−σ(z))`` but never
+    evaluates log 0 or exp of a large number: finite and warning-free at |z| = 1e3. z is (R, m) or (R, m, 1);
+    y is (m,) or (R, m). Returns loss (R,) (mean over samples) and dz = (σ(z) − y)/m with z's shape.
+    """
+    zz = z[..., 0] if (z.ndim == 3 and z.shape[-1] == 1) else z
+    if zz.ndim != 2:
+        raise ValueError(f"bce_with_logits expects logits (R, m) or (R, m, 1), got {z.shape}")
+    R, m = zz.shape
+    yy = _labels(y, R, m).astype(zz.dtype, copy=False)
+    per = np.maximum(zz, 0.0) - zz * yy + np.log1p(np.exp(-np.abs(zz)))
+    loss = per.mean(axis=1)
+    dz = sigmoid(zz)
+    dz -= yy
+    dz /= m
+    return loss, dz.reshape(z.shape)
+
+
+def softmax_cross_entropy(z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cross-entropy of softmax(z) against integer class labels, via the shifted log-sum-exp.
+
+    z (R, m, C), y (m,) or (R, m) ints in [0, C). Returns loss (R,) (mean over samples) and
+    dz = (softmax(z) − onehot(y))/m.
+    """
+    if z.ndim != 3:
+        raise ValueError(f"softmax_cross_entropy expects logits (R, m, C), got {z.shape}")
+    R, m, C = z.shape
+    yy = _labels(y, R, m).astype(np.intp, copy=False)
+    shifted = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(shifted)
+    s = e.sum(axis=-1, keepdims=True)
+    picked = np.take_along_axis(shifted, yy[..., None], axis=-1)[..., 0]
+    loss = (np.log(s[..., 0]) - picked).mean(axis=1)
+    dz = e
+    dz /= s
+    np.put_along_axis(dz, yy[..., None], np.take_along_axis(dz, yy[..., None], axis=-1) - 1.0, axis=-1)
+    dz /= m
+    return loss, dz
+
+
+def l2_penalty(weights: Sequence[np.ndarray], lam: float | np.ndarray, m: int
+               ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """L2 weight decay as the course writes it: ``λ/(2m)·Σ‖W‖²`` added to the loss, ``(λ/m)·W`` to each gradient.
+
+    Why divide by m: the data loss is a mean over the m samples, so the penalty is scaled the same way and λ keeps
+    its meaning whatever the batch size. `weights` are (R, din, dout) arrays (biases are not penalised);
+    `lam` is a scalar or an (R,) array (one λ per replica, for a vectorised grid over λ). Returns loss (R,) and
+    one gradient per weight.
+    """
+    if not weights:
+        raise ValueError("l2_penalty needs at least one weight array")
+    R = weights[0].shape[0]
+    lam_arr = np.asarray(lam, dtype=np.float64)
+    if lam_arr.ndim not in (0, 1) or (lam_arr.ndim == 1 and lam_arr.shape != (R,)):
+        raise ValueError(f"l2 lambda must be a scalar or shape ({R},), got shape {lam_arr.shape}")
+    lam_w = lam_arr.reshape((-1,) + (1,) * (weights[0].ndim - 1)) if lam_arr.ndim else lam_arr
+    sq = np.zeros(R)
+    grads = []
+    for W in weights:
+        sq = sq + np.einsum("rij,rij->r", W, W) if W.ndim == 3 else sq + (W * W).reshape(R, -1).sum(axis=1)
+        grads.append((lam_w / m * W).astype(W.dtype, copy=False))
+    return lam_arr / (2.0 * m) * sq, grads

@@ -1,0 +1,406 @@
+"""A fully connected network that trains R independent replicas at once.
+
+Why replicas: every claim of the lab is reported as mean ± CI over seeds, and NumPy pays its Python overhead per
+call, not per number. Stacking R networks along a leading axis and using batched ``np.matmul`` trains R seeds for
+roughly the price of one small-batch run. Replicas never mix: replica r of a net built with seeds [s0..s_{R-1}]
+computes exactly what an R=1 net built with seed s_r computes (same initial weights, same dropout masks, its own
+batch-norm statistics), so a replica is a seed, not an approximation of one.
+
+Architecture: ``[dense -> (batch norm) -> activation -> (dropout)] * (L-1) -> dense -> logits``. One output unit
+means a binary task (sigmoid + binary cross-entropy on the logit); C > 1 outputs mean softmax + cross-entropy.
+Parameter names are 1-based like the course: W1, b1, ..., WL, bL (+ gamma_l, beta_l for batch norm).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from . import initializers
+from .layers import (
+    ACTIVATIONS,
+    activation_backward,
+    activation_forward,
+    batchnorm_backward,
+    batchnorm_forward,
+    dense_backward,
+    dense_forward,
+    dropout_backward,
+    dropout_forward,
+    sigmoid,
+    softmax,
+)
+from .losses import bce_with_logits, softmax_cross_entropy
+
+
+def _per_replica(value: Any, R: int, what: str, is_single: Any) -> list[Any]:
+    """`value` as a list of length R: a single value is repeated, a sequence must have length R."""
+    if is_single(value):
+        return [value] * R
+    seq = list(value)
+    if len(seq) != R:
+        raise ValueError(f"{what}: got {len(seq)} per-replica values for {R} replicas")
+    return seq
+
+
+class MLP:
+    """Multi-layer perceptron with a leading replica axis on every parameter (see the module docstring).
+
+    Parameters mirror the config: `sizes` [n_in, hidden..., n_out]; `activation` for hidden layers; `init` a
+    `src.nn.initializers` name (or one per replica) with `init_kwargs` (a dict, or one per replica); `replicas`
+    and `seed` (replica r uses ``seed + r``) or explicit `seeds`; `batchnorm`, `dropout` (drop probability),
+    `l2` (λ, scalar or per replica); `params` overrides the initializer with explicit arrays (with or without the
+    replica axis), e.g. from `initializers.course_params`.
+    """
+
+    def __init__(
+        self,
+        sizes: list[int],
+        activation: str = "relu",
+        init: str | Sequence[str] = "he_normal",
+        init_kwargs: dict | Sequence[dict] | None = None,
+        replicas: int = 1,
+        seed: int = 0,
+        seeds: Sequence[int] | None = None,
+        batchnorm: bool = False,
+        dropout: float = 0.0,
+        l2: float | np.ndarray = 0.0,
+        bn_momentum: float = 0.9,
+        bn_eps: float = 1e-5,
+        leaky_slope: float = 0.01,
+        dtype: Any = np.float64,
+        params: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        sizes = [int(s) for s in sizes]
+        if len(sizes) < 2 or min(sizes) < 1:
+            raise ValueError(f"sizes must be [n_in, ..., n_out] with every width >= 1, got {sizes}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; valid: {', '.join(ACTIVATIONS)}")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dropout must be a drop probability in [0, 1), got {dropout!r}")
+        if not 0.0 <= float(bn_momentum) < 1.0:
+            raise ValueError(f"bn_momentum must be in [0, 1), got {bn_momentum!r}")
+        if seeds is not None:
+            seeds = [int(s) for s in seeds]
+            if replicas not in (1, len(seeds)):
+                raise ValueError(f"replicas={replicas} but {len(seeds)} seeds given")
+        else:
+            if int(replicas) < 1:
+                raise ValueError(f"replicas must be >= 1, got {replicas}")
+            seeds = [int(seed) + r for r in range(int(replicas))]
+        if not seeds or min(seeds) < 0:
+            raise ValueError(f"seeds must be non-negative integers, got {seeds}")
+        self.sizes: list[int] = sizes
+        self.n_layers: int = len(sizes) - 1
+        self.seeds: list[int] = seeds
+        self.replicas: int = len(seeds)
+        self.activation: str = activation
+        self.binary: bool = sizes[-1] == 1
+        self.batchnorm: bool = bool(batchnorm)
+        self.dropout: float = float(dropout)
+        self.bn_momentum: float = float(bn_momentum)
+        self.bn_eps: float = float(bn_eps)
+        self.leaky_slope: float = float(leaky_slope)
+        self.dtype: np.dtype = np.dtype(dtype)
+        if self.dtype.kind != "f":
+            raise ValueError(f"dtype must be a float type, got {self.dtype}")
+        R = self.replicas
+        self.init: list[str] = _per_replica(init, R, "init", lambda v: isinstance(v, str))
+        self.init_kwargs: list[dict] = _per_replica(
+            init_kwargs if init_kwargs is not None else {}, R, "init_kwargs", lambda v: isinstance(v, dict))
+        inits = [initializers.get(n, **kw) for n, kw in zip(self.init, self.init_kwargs, strict=True)]
+        self._l2: float | np.ndarray = 0.0
+        self.l2 = l2
+
+        shapes = self._shapes()
+        self.params: dict[str, np.ndarray] = {}
+        self.state: dict[str, np.ndarray] = {}
+        for l in range(1, self.n_layers + 1):
+            self.params[f"W{l}"] = np.empty(shapes[f"W{l}"], dtype=self.dtype)
+            self.params[f"b{l}"] = np.zeros(shapes[f"b{l}"], dtype=self.dtype)
+            if self._has_bn(l):
+                self.params[f"gamma{l}"] = np.ones(shapes[f"gamma{l}"], dtype=self.dtype)
+                self.params[f"beta{l}"] = np.zeros(shapes[f"beta{l}"], dtype=self.dtype)
+                self.state[f"running_mean{l}"] = np.zeros(shapes[f"gamma{l}"], dtype=self.dtype)
+                self.state[f"running_var{l}"] = np.ones(shapes[f"gamma{l}"], dtype=self.dtype)
+        if params is None:
+            # Replica r draws from its own Generator, layer by layer: the draws do not depend on R.
+            for r, s in enumerate(seeds):
+                rng = np.random.default_rng(s)
+                for l in range(1, self.n_layers + 1):
+                    self.params[f"W{l}"][r] = inits[r]((sizes[l - 1], sizes[l]), rng)
+        else:
+            self._set_explicit(params)
+        # Dropout masks come from a separate stream per replica, so changing dropout never changes the weights.
+        self._drop_rngs: list[np.random.Generator] = [np.random.default_rng([s, 1]) for s in seeds]
+
+    # --- construction helpers -----------------------------------------------------------------------------------
+
+    def _has_bn(self, l: int) -> bool:
+        return self.batchnorm and l < self.n_layers
+
+    def _shapes(self) -> dict[str, tuple[int, ...]]:
+        R, out = self.replicas, {}
+        for l in range(1, self.n_layers + 1):
+            out[f"W{l}"] = (R, self.sizes[l - 1], self.sizes[l])
+            out[f"b{l}"] = (R, self.sizes[l])
+            if self._has_bn(l):
+                for k in ("gamma", "beta", "running_mean", "running_var"):
+                    out[f"{k}{l}"] = (R, self.sizes[l])
+        return out
+
+    def _set_explicit(self, params: dict[str, np.ndarray]) -> None:
+        shapes = self._shapes()
+        unknown = sorted(set(params) - set(shapes))
+        if unknown:
+            raise ValueError(f"params has unknown key(s) {', '.join(unknown)}; expected {', '.join(shapes)}")
+        missing = [f"W{l}" for l in range(1, self.n_layers + 1) if f"W{l}" not in params]
+        if missing:
+            raise ValueError(f"params is missing weight(s) {', '.join(missing)}")
+        for k, v in params.items():
+            arr = np.asarray(v)
+            shape = shapes[k]
+            if arr.shape not in (shape, shape[1:]):
+                raise ValueError(f"params[{k!r}] has shape {arr.shape}; expected {shape} or {shape[1:]}")
+            target = self.params[k] if k in self.params else self.state[k]
+            target[...] = arr  # broadcasts a replica-less array to every replica (a copy, never a view)
+
+    # --- L2 -----------------------------------------------------------------------------------------------------
+
+    @property
+    def l2(self) -> float | np.ndarray:
+        """The L2 strength λ: a float, or an (R,) array (one λ per replica)."""
+        return self._l2
+
+    @l2.setter
+    def l2(self, value: float | np.ndarray) -> None:
+        arr = np.asarray(value, dtype=np.float64)
+        if arr.ndim == 0:
+            lam: float | np.ndarray = float(arr)
+        elif arr.shape == (self.replicas,):
+            lam = arr.copy()
+        else:
+            raise ValueError(f"l2 must be a scalar or shape ({self.replicas},), got shape {arr.shape}")
+        if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+            raise ValueError(f"l2 must be finite and >= 0, got {value!r}")
+        self._l2 = lam
+
+    def _l2_active(self) -> bool:
+        return bool(np.any(np.asarray(self._l2) != 0))
+
+    def _l2_loss(self, m: int) -> np.ndarray:
+        """λ/(2m)·Σ‖W‖² per replica (weights only; biases and BN parameters are not penalised)."""
+        sq = np.zeros(self.replicas)
+        for l in range(1, self.n_layers + 1):
+            W = self.params[f"W{l}"]
+            sq += np.einsum("rij,rij->r", W, W)
+        return np.asarray(self._l2) / (2.0 * m) * sq
+
+    # --- forward / backward -------------------------------------------------------------------------------------
+
+    def _input(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X)
+        if X.dtype != self.dtype:
+            X = X.astype(self.dtype)
+        if X.ndim not in (2, 3) or X.shape[-1] != self.sizes[0]:
+            raise ValueError(f"X must be (m, {self.sizes[0]}) or ({self.replicas}, m, {self.sizes[0]}), "
+                             f"got {X.shape}")
+        if X.ndim == 3 and X.shape[0] != self.replicas:
+            raise ValueError(f"X has {X.shape[0]} replicas, the net has {self.replicas}")
+        return X
+
+    def _forward(self, X: np.ndarray, train: bool, masks: Sequence[np.ndarray] | None = None,
+                 update_state: bool = True, rngs: list[np.random.Generator] | None = None,
+                 keep: bool = False) -> tuple[np.ndarray, list[tuple], list[dict[str, np.ndarray]]]:
+        """Logits, per-layer caches (if `keep`) and per-layer {"z", "a"} taps (if `keep`).
+
+        "z" is the dense output (before batch norm), "a" the activation output (before dropout).
+        """
+        L, P = self.n_layers, self.params
+        if masks is not None:
+            if self.dropout == 0.0:
+                raise ValueError("dropout_mask given but the net has dropout=0")
+            if len(masks) != L - 1:
+                raise ValueError(f"dropout_mask needs one mask per hidden layer ({L - 1}), got {len(masks)}")
+        use_dropout = train and self.dropout > 0.0
+        caches: list[tuple] = []
+        taps: list[dict[str, np.ndarray]] = []
+        a = X
+        for l in range(1, L + 1):
+            z, dc = dense_forward(a, P[f"W{l}"], P[f"b{l}"])
+            if l == L:
+                if keep:
+                    caches.append((dc, None, None, None))
+                    taps.append({"z": z})
+                return z, caches, taps
+            h, bc = z, None
+            if self._has_bn(l):
+                st = {"running_mean": self.state[f"running_mean{l}"], "running_var": self.state[f"running_var{l}"]}
+                if train and not update_state:
+                    st = {k: v.copy() for k, v in st.items()}
+                h, bc = batchnorm_forward(z, P[f"gamma{l}"], P[f"beta{l}"], st, train,
+                                          momentum=self.bn_momentum, eps=self.bn_eps)
+            a, ac = activation_forward(self.activation, h, self.leaky_slope)
+            if keep:
+                taps.append({"z": z, "a": a})
+            dr = None
+            if use_dropout:
+                a, dr = dropout_forward(a, self.dropout, True, rngs if rngs is not None else self._drop_rngs,
+                                        mask=None if masks is None else masks[l - 1])
+            if keep:
+                caches.append((dc, bc, ac, dr))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _data_loss(self, logits: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return bce_with_logits(logits, y) if self.binary else softmax_cross_entropy(logits, y)
+
+    def _output(self, logits: np.ndarray) -> np.ndarray:
+        """Probabilities: (R, m) for a binary net, (R, m, C) otherwise."""
+        return sigmoid(logits[..., 0]) if self.binary else softmax(logits)
+
+    def loss_and_grads(self, X: np.ndarray, y: np.ndarray, *, taps: bool = False,
+                       dropout_mask: Sequence[np.ndarray] | None = None) -> Any:
+        """Training-mode loss per replica and the gradient of every parameter.
+
+        Train mode: dropout on (masks from each replica's own stream, or the fixed `dropout_mask`, one per hidden
+        layer, shape (R, m, width)), batch norm with batch statistics, running statistics updated. The loss is the
+        mean data loss plus λ/(2m)·Σ‖W‖² (m = rows of this batch). Returns ``(loss (R,), grads)`` with grads keyed
+        and shaped like `params`; with ``taps=True`` also a list of per-layer dicts {"z", "a", "dz", "dW"} (for
+        the output layer "a" is the sigmoid/softmax output and "dz" the gradient of the logits).
+        """
+        X = self._input(X)
+        m = X.shape[-2]
+        logits, caches, tap_list = self._forward(X, True, masks=dropout_mask, keep=True)
+        loss, dz = self._data_loss(logits, y)
+        lam = np.asarray(self._l2)
+        l2_on = self._l2_active()
+        if l2_on:
+            loss = loss + self._l2_loss(m)
+            lam_w = (lam.reshape(-1, 1, 1) if lam.ndim else lam) / m
+        P, L = self.params, self.n_layers
+        grads: dict[str, np.ndarray] = {}
+        da: Any = None  # dL/d(output of layer l), set by layer l+1's backward
+        if taps:
+            tap_list[-1]["a"] = self._output(logits).reshape(logits.shape)
+        for l in range(L, 0, -1):
+            dc, bc, ac, dr = caches[l - 1]
+            if l < L:
+                if dr is not None:
+                    da = dropout_backward(da, dr)
+                dz = activation_backward(self.activation, da, ac)
+                if bc is not None:
+                    dz, grads[f"gamma{l}"], grads[f"beta{l}"] = batchnorm_backward(dz, bc)
+            dx, dW, db = dense_backward(dz, dc, need_dx=l > 1)
+            if l2_on:
+                dW += lam_w * P[f"W{l}"]
+            grads[f"W{l}"], grads[f"b{l}"] = dW, db
+            if taps:
+                tap_list[l - 1]["dz"] = dz
+                tap_list[l - 1]["dW"] = dW
+            da = dx
+        grads = {k: grads[k] for k in P}  # same key order as params
+        if taps:
+            return loss, grads, tap_list
+        return loss, grads
+
+    def forward(self, X: np.ndarray, *, train: bool = False) -> np.ndarray:
+        """Logits (R, m, n_out). ``train=True`` behaves exactly as in training (batch statistics, running statistics
+        updated, dropout masks drawn from the replicas' streams); the default eval mode has no side effects."""
+        logits, _, _ = self._forward(self._input(X), train)
+        return logits
+
+    def loss(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Eval-mode loss per replica, INCLUDING the L2 penalty (the objective being minimised)."""
+        X = self._input(X)
+        loss, _ = self._data_loss(self.forward(X), y)
+        if self._l2_active():
+            loss = loss + self._l2_loss(X.shape[-2])
+        return loss
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Eval-mode probabilities: P(y=1) as (R, m) for a binary net, (R, m, C) otherwise."""
+        return self._output(self.forward(X))
+
+    def _predict_from_logits(self, logits: np.ndarray) -> np.ndarray:
+        if self.binary:
+            return (sigmoid(logits[..., 0]) > 0.5).astype(np.int64)  # the course's `a3 > 0.5`
+        return logits.argmax(axis=-1)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Eval-mode class predictions (R, m) as integers."""
+        return self._predict_from_logits(self.forward(X))
+
+    def accuracy(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Fraction of correct predictions per replica, (R,)."""
+        return (self.predict(X) == np.asarray(y)).mean(axis=-1)
+
+    def evaluate(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Eval-mode (loss (R,), accuracy (R,)) from one forward pass.
+
+        The loss here is the DATA loss only (no L2 term), so that train/val/test losses are comparable across λ
+        and with unregularised runs; use `loss` for the regularised objective.
+        """
+        logits = self.forward(X)
+        loss, _ = self._data_loss(logits, y)
+        acc = (self._predict_from_logits(logits) == np.asarray(y)).mean(axis=-1)
+        return loss, acc
+
+    def probe(self, X: np.ndarray, *, train: bool = False) -> list[dict[str, np.ndarray]]:
+        """Forward-only taps, one {"z", "a"} dict per layer (the output layer's "a" is its sigmoid/softmax output).
+
+        For the no-training activation studies (SPEC S2). Never changes the net: with ``train=True`` batch norm
+        uses batch statistics without updating the running ones, and dropout masks come from a throw-away stream
+        (``default_rng([seed, 3])`` per replica) so the training stream is not consumed.
+        """
+        rngs = [np.random.default_rng([s, 3]) for s in self.seeds] if train else None
+        logits, _, taps = self._forward(self._input(X), train, update_state=False, rngs=rngs, keep=True)
+        taps[-1]["a"] = self._output(logits).reshape(logits.shape)
+        return taps
+
+    # --- snapshots ----------------------------------------------------------------------------------------------
+
+    def copy_params(self) -> dict[str, np.ndarray]:
+        """A deep copy of every parameter and batch-norm running statistic (e.g. the best weights so far)."""
+        out = {k: v.copy() for k, v in self.params.items()}
+        out.update({k: v.copy() for k, v in self.state.items()})
+        return out
+
+    def load_params(self, d: dict[str, np.ndarray], mask: np.ndarray | None = None) -> None:
+        """Write arrays from `d` (as returned by `copy_params`) back into the net, in place.
+
+        With a boolean `mask` of shape (R,), only replicas where it is True are overwritten (early stopping
+        restores each replica's own best weights; the others keep theirs). Arrays are copied, never aliased.
+        """
+        if mask is not None:
+            mask = np.asarray(mask, dtype=bool)
+            if mask.shape != (self.replicas,):
+                raise ValueError(f"mask must have shape ({self.replicas},), got {mask.shape}")
+        for k, v in d.items():
+            if k in self.params:
+                target = self.params[k]
+            elif k in self.state:
+                target = self.state[k]
+            else:
+                raise KeyError(f"load_params: unknown key {k!r}")
+            v = np.asarray(v)
+            if v.shape != target.shape:
+                raise ValueError(f"load_params: {k!r} has shape {v.shape}, expected {target.shape}")
+            if mask is None:
+                target[...] = v
+            else:
+                target[mask] = v[mask]
+
+    def __repr__(self) -> str:
+        extra = []
+        if self.batchnorm:
+            extra.append("batchnorm")
+        if self.dropout:
+            extra.append(f"dropout={self.dropout}")
+        if self._l2_active():
+            extra.append(f"l2={self._l2}")
+        inits = self.init[0] if len(set(self.init)) == 1 else self.init
+        tail = ", " + ", ".join(extra) if extra else ""
+        return (f"MLP(sizes={self.sizes}, activation={self.activation!r}, init={inits!r}, "
+                f"replicas={self.replicas}{tail})")
