@@ -476,6 +476,15 @@ def _read_card(path: Path, name: str) -> dict:
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        raise _corrupt(path, _one_line(exc)) from None
+    if not magic:
+        raise _corrupt(path, "empty file")
+    if magic != b"PK\x03\x04":  # np.load would otherwise try (and, rightly, refuse) to unpickle it
+        raise _corrupt(path, "not an .npz (zip) archive")
+    try:
         with np.load(path, allow_pickle=False) as z:
             if not hasattr(z, "files"):
                 raise _corrupt(path, "not an .npz archive")
@@ -487,6 +496,10 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         raise
     except AttributeError:
         raise _corrupt(path, "not an .npz archive") from None
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise _corrupt(path, "holds object arrays, which are never unpickled") from None
+        raise _corrupt(path, _one_line(exc)) from None
     except Exception as exc:  # BadZipFile, EOFError, zlib.error, ValueError (pickled data), OSError, ...
         raise _corrupt(path, _one_line(exc)) from None
 
