@@ -1,0 +1,180 @@
+"""Layers: every backward pass against finite differences, plus the properties each layer promises."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from src.nn.gradcheck import check_layer
+from src.nn.layers import (
+    ACTIVATIONS,
+    activation_backward,
+    activation_forward,
+    batchnorm_backward,
+    batchnorm_forward,
+    dense_backward,
+    dense_forward,
+    dropout_backward,
+    dropout_forward,
+    sigmoid,
+)
+
+TOL = 1e-7
+R, M, DIN, DOUT = 3, 6, 4, 5
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+@pytest.mark.parametrize("shared_x", [False, True])
+def test_dense_gradients(shared_x):
+    g = rng(1)
+    x = g.standard_normal((M, DIN) if shared_x else (R, M, DIN))
+    W = g.standard_normal((R, DIN, DOUT))
+    b = g.standard_normal((R, DOUT))
+    dout = g.standard_normal((R, M, DOUT))
+    errs = check_layer(dense_forward, dense_backward, {"x": x, "W": W, "b": b}, dout)
+    assert set(errs) == {"x", "W", "b"}
+    assert max(errs.values()) < TOL, errs
+    out, cache = dense_forward(x, W, b)
+    dx, dW, db = dense_backward(dout, cache)
+    assert out.shape == (R, M, DOUT) and dW.shape == W.shape and db.shape == b.shape and dx.shape == x.shape
+    assert dense_backward(dout, cache, need_dx=False)[0] is None
+
+
+def test_dense_replicas_do_not_mix():
+    g = rng(2)
+    x, W, b = g.standard_normal((R, M, DIN)), g.standard_normal((R, DIN, DOUT)), g.standard_normal((R, DOUT))
+    out, _ = dense_forward(x, W, b)
+    for r in range(R):
+        np.testing.assert_allclose(out[r], x[r] @ W[r] + b[r], rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_activation_gradients(name):
+    g = rng(3)
+    z = g.standard_normal((R, M, DOUT))
+    z += np.sign(z) * 0.1  # keep every input away from the ReLU kink at 0
+    dout = g.standard_normal(z.shape)
+    errs = check_layer(lambda z: activation_forward(name, z, slope=0.05),
+                       lambda d, c: activation_backward(name, d, c), {"z": z}, dout)
+    assert errs["z"] < TOL, errs
+
+
+def test_activation_values():
+    z = np.array([[-2.0, -0.5, 0.5, 3.0]])
+    assert np.array_equal(activation_forward("relu", z)[0], [[0.0, 0.0, 0.5, 3.0]])
+    np.testing.assert_allclose(activation_forward("leaky_relu", z, slope=0.1)[0], [[-0.2, -0.05, 0.5, 3.0]])
+    np.testing.assert_allclose(activation_forward("tanh", z)[0], np.tanh(z))
+    np.testing.assert_allclose(activation_forward("sigmoid", z)[0], 1 / (1 + np.exp(-z)), rtol=1e-15)
+    assert activation_forward("identity", z)[0] is z
+    with pytest.raises(ValueError, match="valid: sigmoid, tanh, relu, leaky_relu, identity"):
+        activation_forward("swish", z)
+
+
+def test_sigmoid_is_stable_and_precise_in_the_tails():
+    z = np.array([-1e3, -50.0, 0.0, 50.0, 1e3])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(over="raise", invalid="raise", divide="raise"):  # underflow to 0 is exact enough
+            a = sigmoid(z)
+    assert np.all(np.isfinite(a))
+    assert a[0] == 0.0 and a[-1] == 1.0 and a[2] == 0.5
+    assert a[1] == pytest.approx(np.exp(-50.0), rel=1e-14)  # full relative precision in the lower tail
+
+
+def _bn_pair(state, train, momentum=0.9):
+    """Forward with a fresh copy of the running stats each call (finite differences call it many times)."""
+    def fwd(x, gamma, beta):
+        st = {k: v.copy() for k, v in state.items()}
+        return batchnorm_forward(x, gamma, beta, st, train, momentum=momentum)
+    return fwd
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_batchnorm_gradients(train):
+    g = rng(4)
+    x = 2.0 * g.standard_normal((R, M, DOUT)) + 1.0
+    gamma = 1.0 + 0.3 * g.standard_normal((R, DOUT))
+    beta = g.standard_normal((R, DOUT))
+    state = {"running_mean": g.standard_normal((R, DOUT)), "running_var": 1.0 + g.random((R, DOUT))}
+    dout = g.standard_normal(x.shape)
+    errs = check_layer(_bn_pair(state, train), batchnorm_backward, {"x": x, "gamma": gamma, "beta": beta}, dout)
+    assert max(errs.values()) < TOL, errs
+
+
+def test_batchnorm_train_normalises_each_replica_and_updates_running_stats():
+    g = rng(5)
+    x = 3.0 * g.standard_normal((R, M, DOUT)) + np.arange(R)[:, None, None]
+    gamma, beta = np.ones((R, DOUT)), np.zeros((R, DOUT))
+    state = {"running_mean": np.zeros((R, DOUT)), "running_var": np.ones((R, DOUT))}
+    rm_id = id(state["running_mean"])
+    out, _ = batchnorm_forward(x, gamma, beta, state, train=True, momentum=0.9, eps=1e-5)
+    np.testing.assert_allclose(out.mean(axis=1), 0.0, atol=1e-12)
+    np.testing.assert_allclose(out.var(axis=1), x.var(axis=1) / (x.var(axis=1) + 1e-5), rtol=1e-12)
+    mu, var = x.mean(axis=1), x.var(axis=1)
+    np.testing.assert_allclose(state["running_mean"], 0.1 * mu, rtol=1e-12)
+    np.testing.assert_allclose(state["running_var"], 0.9 + 0.1 * var, rtol=1e-12)
+    assert id(state["running_mean"]) == rm_id  # updated in place (the net's state dict sees it)
+    x2 = g.standard_normal((R, M, DOUT))
+    batchnorm_forward(x2, gamma, beta, state, train=True, momentum=0.9)
+    np.testing.assert_allclose(state["running_mean"], 0.9 * 0.1 * mu + 0.1 * x2.mean(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(state["running_var"], 0.9 * (0.9 + 0.1 * var) + 0.1 * x2.var(axis=1), rtol=1e-12)
+
+
+def test_batchnorm_eval_uses_running_stats_and_changes_nothing():
+    g = rng(6)
+    x = g.standard_normal((R, M, DOUT))
+    gamma, beta = g.standard_normal((R, DOUT)), g.standard_normal((R, DOUT))
+    rm, rv = g.standard_normal((R, DOUT)), 0.5 + g.random((R, DOUT))
+    state = {"running_mean": rm.copy(), "running_var": rv.copy()}
+    out, _ = batchnorm_forward(x, gamma, beta, state, train=False, eps=1e-5)
+    expected = gamma[:, None, :] * (x - rm[:, None, :]) / np.sqrt(rv[:, None, :] + 1e-5) + beta[:, None, :]
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+    assert np.array_equal(state["running_mean"], rm) and np.array_equal(state["running_var"], rv)
+    # one sample at a time gives the same outputs in eval mode (no batch dependence)
+    single, _ = batchnorm_forward(x[:, :1], gamma, beta, state, train=False)
+    np.testing.assert_allclose(single, out[:, :1], rtol=1e-13)
+
+
+def test_dropout_gradient_with_fixed_mask():
+    g = rng(7)
+    x = g.standard_normal((R, M, DOUT))
+    mask = g.random(x.shape) >= 0.4
+    dout = g.standard_normal(x.shape)
+    errs = check_layer(lambda x: dropout_forward(x, 0.4, True, mask=mask), dropout_backward, {"x": x}, dout)
+    assert errs["x"] < TOL
+    out, _ = dropout_forward(x, 0.4, True, mask=mask)
+    np.testing.assert_allclose(out, x * mask / 0.6, rtol=1e-15)
+
+
+def test_dropout_statistics_eval_identity_and_per_replica_streams():
+    x = np.ones((4, 2000, 50))
+    p = 0.3
+    rngs = [np.random.default_rng([s, 1]) for s in range(4)]
+    out, cache = dropout_forward(x, p, True, rngs=rngs)
+    kept = out != 0
+    assert kept.mean() == pytest.approx(1 - p, abs=0.005)
+    np.testing.assert_allclose(out[kept], 1 / (1 - p))  # inverted: survivors are scaled up
+    assert out.mean() == pytest.approx(1.0, abs=0.01)  # expectation preserved
+    dx = dropout_backward(np.ones_like(x), cache)
+    assert np.array_equal(dx != 0, kept)
+    # replica 2's mask is what a lone generator with replica 2's seed draws
+    lone, _ = dropout_forward(x[2:3], p, True, rngs=[np.random.default_rng([2, 1])])
+    assert np.array_equal(lone[0], out[2])
+    # eval mode and p=0 are the identity
+    assert dropout_forward(x, p, False)[0] is x
+    assert dropout_forward(x, 0.0, True, rngs=rngs)[0] is x
+
+
+def test_dropout_errors():
+    x = np.ones((2, 3, 4))
+    with pytest.raises(ValueError, match="drop probability"):
+        dropout_forward(x, 1.0, True, rngs=[rng(), rng()])
+    with pytest.raises(ValueError, match="rngs"):
+        dropout_forward(x, 0.5, True)
+    with pytest.raises(ValueError, match="2 replicas"):
+        dropout_forward(x, 0.5, True, rngs=[rng()])
+    with pytest.raises(ValueError, match="shape"):
+        dropout_forward(x, 0.5, True, mask=np.ones((2, 3)))
