@@ -13,7 +13,7 @@ Parameter names are 1-based like the course: W1, b1, ..., WL, bL (+ gamma_l, bet
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -108,8 +108,8 @@ class MLP:
             raise ValueError(f"dtype must be a float type, got {self.dtype}")
         R = self.replicas
         self.init: list[str] = _per_replica(init, R, "init", lambda v: isinstance(v, str))
-        self.init_kwargs: list[dict] = _per_replica(
-            init_kwargs if init_kwargs is not None else {}, R, "init_kwargs", lambda v: isinstance(v, dict))
+        self.init_kwargs: list[dict] = [dict(kw) for kw in _per_replica(
+            init_kwargs if init_kwargs is not None else {}, R, "init_kwargs", lambda v: isinstance(v, Mapping))]
         inits = [initializers.get(n, **kw) for n, kw in zip(self.init, self.init_kwargs, strict=True)]
         self._l2: float | np.ndarray = 0.0
         self.l2 = l2
