@@ -134,7 +134,9 @@ class MLP:
         else:
             self._set_explicit(params)
         # Dropout masks come from a separate stream per replica, so changing dropout never changes the weights.
-        self._drop_rngs: list[np.random.Generator] = [np.random.default_rng([s, 1]) for s in seeds]
+        # Public so that a caller can snapshot/restore `rng.bit_generator.state` around an extra train-mode pass
+        # (e.g. diagnostics) and keep the training masks independent of how often it looks.
+        self.dropout_rngs: list[np.random.Generator] = [np.random.default_rng([s, 1]) for s in seeds]
 
     # --- construction helpers -----------------------------------------------------------------------------------
 
@@ -247,7 +249,7 @@ class MLP:
                 taps.append({"z": z, "a": a})
             dr = None
             if use_dropout:
-                a, dr = dropout_forward(a, self.dropout, True, rngs if rngs is not None else self._drop_rngs,
+                a, dr = dropout_forward(a, self.dropout, True, rngs if rngs is not None else self.dropout_rngs,
                                         mask=None if masks is None else masks[l - 1])
             if keep:
                 caches.append((dc, bc, ac, dr))
