@@ -7,8 +7,11 @@ figure is closed after saving because sweeps make thousands of them in one proce
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import numpy as np
@@ -79,3 +82,133 @@ def dataset_scatter(ds: Dataset, path: str | Path) -> Path:
     finally:
         plt.close(fig)
     return path
+
+
+# --- training runs (used by src.job and src.callbacks) ------------------------------------------------
+
+
+def _figure(w: float, h: float) -> tuple[Any, Any]:
+    import matplotlib.pyplot as plt
+
+    return plt, plt.figure(figsize=(w, h), dpi=100)
+
+
+def _save(plt: Any, fig: Any, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def training_curves(result: Any, path: str | Path) -> Path:
+    """Loss and accuracy per logged epoch: one thin line per replica, the mean in bold."""
+    plt, fig = _figure(10, 4)
+    for i, (metric, label) in enumerate((("loss", "loss"), ("acc", "accuracy"))):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for split, color in (("train", "tab:blue"), ("val", "tab:orange")):
+            key = f"{split}_{metric}"
+            if key not in result.history:
+                continue
+            vals = result.history[key]
+            ax.plot(result.epochs, vals, color=color, alpha=0.25, lw=0.8)
+            with np.errstate(all="ignore"), _quiet():
+                ax.plot(result.epochs, np.nanmean(vals, axis=1), color=color, lw=2, label=split)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        if metric == "loss":
+            ax.set_yscale("log")
+        ax.legend()
+        ax.grid(alpha=0.3)
+    return _save(plt, fig, path)
+
+
+def decision_boundary(net: Any, ds: Any, path: str | Path, max_replicas: int = 4, grid: int = 200) -> Path:
+    """Predicted class over the plane for the first replicas, with the training points on top."""
+    X = np.concatenate([ds.X_train, ds.X_test])
+    lo, hi = X.min(axis=0) - 0.5, X.max(axis=0) + 0.5
+    xx, yy = np.meshgrid(np.linspace(lo[0], hi[0], grid), np.linspace(lo[1], hi[1], grid))
+    pts = np.c_[xx.ravel(), yy.ravel()]
+    with np.errstate(all="ignore"):
+        pred = net.predict(pts)
+    R = min(net.replicas, max_replicas)
+    plt, fig = _figure(3.2 * R, 3.2)
+    for r in range(R):
+        ax = fig.add_subplot(1, R, r + 1)
+        ax.contourf(xx, yy, pred[r].reshape(xx.shape), alpha=0.35, cmap="coolwarm")
+        ax.scatter(ds.X_train[:, 0], ds.X_train[:, 1], c=ds.y_train, s=8, cmap="coolwarm", edgecolors="k",
+                   linewidths=0.2)
+        ax.set_title(f"replica {r} (seed {net.seeds[r]})", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return _save(plt, fig, path)
+
+
+def activation_histograms(histograms: dict[str, list], path: str | Path) -> Path:
+    """Per-layer activation histograms (replica 0) at the start and the end of training, layers across."""
+    moments = [k for k in ("start", "end") if k in histograms]
+    L = max(len(histograms[k]) for k in moments)
+    plt, fig = _figure(2.4 * L, 2.2 * len(moments))
+    for i, moment in enumerate(moments):
+        for layer, item in enumerate(histograms[moment]):
+            counts, edges = item[0], item[1]
+            ax = fig.add_subplot(len(moments), L, i * L + layer + 1)
+            c = np.asarray(counts)
+            c = c[0] if c.ndim > 1 else c
+            ax.bar(edges[:-1], c, width=np.diff(edges), align="edge", color="tab:blue")
+            ax.set_title(f"{moment}: layer {layer + 1}", fontsize=8)
+            ax.tick_params(labelsize=6)
+    return _save(plt, fig, path)
+
+
+def layer_diagnostics(result: Any, path: str | Path) -> Path:
+    """Activation std and gradient norm by layer, at the first and the last diagnosed epoch (mean over replicas)."""
+    plt, fig = _figure(9, 3.5)
+    for i, stat in enumerate(("act_std", "grad_norm")):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for j in sorted({0, len(result.diagnostics) - 1}):
+            stats = result.diagnostics[j]
+            keys = sorted((k for k in stats if k.endswith("/" + stat)), key=_layer_num)
+            if not keys:
+                continue
+            with np.errstate(all="ignore"), _quiet():
+                vals = [float(np.nanmean(stats[k])) for k in keys]
+            ax.plot(range(1, len(vals) + 1), vals, marker="o", label=f"epoch {result.diag_epochs[j]}")
+        ax.set_xlabel("layer")
+        ax.set_ylabel(stat.replace("_", " "))
+        ys = [y for line in ax.get_lines() for y in line.get_ydata()]
+        if ys and min(ys) > 0:  # zero init gives exact zeros: keep those on a linear axis
+            ax.set_yscale("log")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    return _save(plt, fig, path)
+
+
+def leaderboard_plot(table: list[dict[str, Any]], path: str | Path, top: int = 30) -> Path:
+    """Test accuracy (mean ± 95% CI over replicas) of each job of a sweep, best first."""
+    rows = [r for r in table if r.get("status") != "failed"][:top]
+    plt, fig = _figure(8, 0.3 * max(len(rows), 3) + 1.2)
+    ax = fig.add_subplot(1, 1, 1)
+    names = [r["name"] for r in rows][::-1]
+    means = [r["test_acc"] for r in rows][::-1]
+    cis = [r["test_acc_ci95"] for r in rows][::-1]
+    ax.barh(range(len(rows)), means, xerr=cis, color="tab:green", alpha=0.8)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels(names, fontsize=7)
+    ax.set_xlabel("test accuracy (mean ± 95% CI over replicas)")
+    ax.set_xlim(0, 1)
+    return _save(plt, fig, path)
+
+
+def _layer_num(key: str) -> int:
+    digits = "".join(ch for ch in key.split("/")[0] if ch.isdigit())
+    return int(digits) if digits else 0
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence 'mean of empty slice' for all-NaN (diverged) columns: NaN is the intended answer there."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield

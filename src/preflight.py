@@ -111,6 +111,9 @@ def _expand(override_strings: list[str]) -> tuple[list[str], dict[str, list[str]
 def _compose(overrides: list[str]) -> Any:
     from hydra import compose, initialize_config_dir
 
+    from src.config import register
+
+    register()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(config_name="config", overrides=overrides, return_hydra_config=True)
 
