@@ -83,12 +83,10 @@ def integer(name: str, value: Any, *, lo: int) -> int:
     bad = ValueError(f"invalid {name} {fmt(value)}; valid: an integer >= {lo}")
     if isinstance(value, (bool, np.bool_)):
         raise bad
-    if isinstance(value, (int, np.integer)):
-        out = int(value)
-    elif isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
-        out = int(value)
-    else:
+    integral = isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer()
+    if not (isinstance(value, (int, np.integer)) or integral):
         raise bad
+    out = int(value)
     if out < lo:
         raise bad
     return out

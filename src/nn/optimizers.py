@@ -263,8 +263,8 @@ class SGD(Optimizer):
             raise ValueError("variant 'course' (v = beta*v + (1-beta)*g) takes no nesterov or dampening; "
                              "valid: nesterov=False, dampening=0 (or variant='torch')")
         if self.nesterov and (np.any(np.asarray(self.momentum) <= 0) or nonzero(self.dampening)):
-            raise ValueError(f"Nesterov momentum requires momentum > 0 and dampening = 0; got momentum "
-                             f"{_hyper.fmt(self.momentum)}, dampening {_hyper.fmt(self.dampening)}")
+            raise ValueError(f"invalid Nesterov momentum {_hyper.fmt(self.momentum)} with dampening "
+                             f"{_hyper.fmt(self.dampening)}; valid: momentum > 0 and dampening = 0 (as in torch)")
 
     def _uses_buffer(self) -> bool:
         return nonzero(self.momentum)
