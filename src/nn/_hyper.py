@@ -70,7 +70,8 @@ def real(
     with np.errstate(invalid="ignore"):
         ok = ~np.isnan(arr)
         ok &= (arr > lo) if lo_open else (arr >= lo)
-        ok &= (arr < hi) if hi_open else (arr <= hi)
+        if hi < math.inf:
+            ok &= (arr < hi) if hi_open else (arr <= hi)
         if not allow_inf:
             ok &= np.isfinite(arr)
     if not ok.all():
