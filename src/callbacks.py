@@ -36,8 +36,14 @@ class SweepCallback(Callback):
         self.tracker: Tracker | None = None
         self.parent_id: str | None = None
         self._ended = False
+        self._bar: Any = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        total = os.environ.get("NNLAB_SWEEP_TOTAL")  # counted by the pre-flight check
+        if total and config.train.progress:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=int(total), desc=f"sweep {config.study}", unit="job", position=0)
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / PARENT_FILE).unlink(missing_ok=True)
@@ -68,7 +74,14 @@ class SweepCallback(Callback):
         except Exception as exc:  # noqa: BLE001
             print(f"warning: could not end the sweep's parent run: {exc}", file=sys.stderr)
 
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        """Advance the sweep's bar (in-process launchers only: a joblib worker has its own callback object)."""
+        if self._bar is not None:
+            self._bar.update(1)
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self._bar is not None:
+            self._bar.close()
         sweep_dir = Path(config.hydra.sweep.dir)
         rows = records.read_results(sweep_dir, self.parent_id)
         table = leaderboard_rows(rows)

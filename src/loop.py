@@ -94,11 +94,14 @@ def _batches(ds: Dataset, net: MLP, cfg: LoopConfig, epoch: int,
 def _diagnose(net: MLP, ds: Dataset, activation: str) -> tuple[dict[str, np.ndarray], list]:
     """Per-layer activation/gradient statistics on the training set, without disturbing training state."""
     saved_state = {k: v.copy() for k, v in net.state.items()}
+    saved_rngs = [rng.bit_generator.state for rng in net.dropout_rngs]
     try:
         _, _, taps = net.loss_and_grads(ds.X_train, ds.y_train, taps=True)
-    finally:
+    finally:  # a diagnostic pass must not change training: BN running stats and dropout streams restored
         for k, v in saved_state.items():
             net.state[k][...] = v
+        for rng, st in zip(net.dropout_rngs, saved_rngs, strict=True):
+            rng.bit_generator.state = st
     return diagnostics.layer_stats(taps, activation), diagnostics.histograms(taps)
 
 

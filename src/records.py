@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,14 @@ from src.stats import summary
 RESULT_FILE = "result.json"
 # Keys that do not change what is computed: they are left out of the config hash used by resume.
 _VOLATILE = {("tracking",), ("resume",), ("train", "progress"), ("results_dir",)}
+
+
+def nanmean_rows(a: np.ndarray) -> np.ndarray:
+    """Mean over replicas (axis 1) ignoring non-finite values; NaN where a row has none (all diverged)."""
+    a = np.where(np.isfinite(a), a, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(a, axis=1)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -116,18 +125,14 @@ def curve_series(result: FitResult, max_points: int) -> dict[str, tuple[list[int
     idx = np.unique(np.linspace(0, K - 1, min(K, max_points)).round().astype(int))
     steps = result.epochs[idx].tolist()
     out: dict[str, tuple[list[int], list[float]]] = {}
-    with np.errstate(all="ignore"):
-        for k, v in result.history.items():
-            vals = v[idx]
-            ok = np.isfinite(vals).any(axis=1)
-            means = np.where(ok, np.nanmean(np.where(np.isfinite(vals), vals, np.nan), axis=1), np.nan)
-            out[k] = (steps, means.tolist())
-        for epoch, stats in zip(result.diag_epochs, result.diagnostics, strict=True):
-            for name, v in stats.items():
-                if name.endswith(("act_std", "grad_norm", "saturated", "dead")):
-                    s, vals = out.setdefault(name, ([], []))
-                    s.append(int(epoch))
-                    vals.append(float(np.nanmean(v)) if np.isfinite(v).any() else float("nan"))
+    for k, v in result.history.items():
+        out[k] = (steps, nanmean_rows(v[idx]).tolist())
+    for epoch, stats in zip(result.diag_epochs, result.diagnostics, strict=True):
+        for name, v in stats.items():
+            if name.endswith(("act_std", "grad_norm", "saturated", "dead")):
+                s, vals = out.setdefault(name, ([], []))
+                s.append(int(epoch))
+                vals.append(float(nanmean_rows(np.asarray(v, dtype=float).reshape(1, -1))[0]))
     return out
 
 
@@ -149,8 +154,7 @@ def mean_curve_csv(result: FitResult) -> str:
     keys = [k for k in ("train_loss", "val_loss", "train_acc", "val_acc") if k in result.history]
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["epoch", *keys])
-    with np.errstate(all="ignore"):
-        means = {k: np.nanmean(result.history[k], axis=1) if result.history[k].size else [] for k in keys}
+    means = {k: nanmean_rows(result.history[k]) for k in keys}
     for i, epoch in enumerate(result.epochs):
         w.writerow([int(epoch), *(f"{float(means[k][i]):.6g}" for k in keys)])
     return buf.getvalue()
