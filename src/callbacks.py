@@ -99,6 +99,9 @@ class SweepCallback(Callback):
                 self.tracker.log_artifact(self.parent_id, fig)
                 csv_path = records.atomic_write_text(sweep_dir / "runs.csv", runs_csv(rows))
                 self.tracker.log_artifact(self.parent_id, csv_path)
+                if table:
+                    self.tracker.log_table(self.parent_id, {k: [r[k] for r in table] for k in table[0]},
+                                           "leaderboard.json")
                 n_failed = sum(r["status"] == "failed" for r in rows)
                 self.tracker.log_metrics(self.parent_id, {"jobs": len(rows), "jobs_failed": n_failed})
                 if table:

@@ -49,7 +49,10 @@ def _job_context() -> dict[str, Any]:
 
 
 def _run_name(overrides: list[str], num: int) -> str:
-    shown = [o for o in overrides if not o.startswith(("hydra.", "tracking.", "experiment=", "+experiment="))]
+    # Only what changes the computation names a run: not where it is logged, shown or resumed.
+    hidden = ("hydra.", "hydra/", "tracking.", "experiment=", "+experiment=", "train.progress=", "results_dir=",
+              "+resume=", "resume=", "data.dir=")
+    shown = [o for o in overrides if not o.lstrip("+~").startswith(hidden)]
     return ",".join(shown) if shown else f"job{num}"
 
 

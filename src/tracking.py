@@ -157,6 +157,11 @@ class Tracker:
     def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
         _retry(lambda: self.client.log_artifact(run_id, str(path), artifact_path), "logging an artifact", self.uri)
 
+    def log_table(self, run_id: str, columns: dict[str, list[Any]], artifact_file: str) -> None:
+        """A table the MLflow UI renders (and `mlflow.load_table` reads back), e.g. a sweep's leaderboard."""
+        _retry(lambda: self.client.log_table(run_id, data=columns, artifact_file=artifact_file),
+               "logging a table", self.uri)
+
     def get_run(self, run_id: str) -> Any:
         return _retry(lambda: self.client.get_run(run_id), f"reading run {run_id}", self.uri)
 
