@@ -113,9 +113,11 @@ class Optimizer:
     """Base class: per-replica step counter, lazy per-parameter state, masking; subclasses define ``_step``.
 
     Subclasses list their per-replica numeric hyper-parameters in ``_HYPERS`` (attribute names) and implement
-    ``_init_state(p)`` (the zero state of one parameter array) and ``_step(p, g, state, t, hp)``, which updates
-    ``p`` and the arrays of ``state`` in place for the selected replicas (``t`` and the array values of ``hp``
-    already restricted to them).
+    ``_init_state(p)`` (the zero state of one parameter array) and ``_step(p, g, state, hp)``, which updates
+    ``p`` and the arrays of ``state`` in place for the selected replicas (the array values of ``hp`` already
+    restricted to them). ``_prepare(t, hp)`` adds what depends only on the step (bias corrections, ...) once per
+    update rather than once per parameter array; ``t`` is a Python int when all selected replicas are at the same
+    step (the usual case: then the per-step numbers are Python floats, as in torch), else an int array.
     """
 
     _HYPERS: tuple[str, ...] = ("lr",)
@@ -138,8 +140,11 @@ class Optimizer:
     def _init_state(self, p: np.ndarray) -> dict[str, np.ndarray]:
         return {}
 
-    def _step(self, p: np.ndarray, g: np.ndarray, state: MutableMapping[str, np.ndarray], t: np.ndarray,
-              hp: Mapping[str, Hyper]) -> None:
+    def _prepare(self, t: int | np.ndarray, hp: dict[str, Any]) -> dict[str, Any]:
+        return hp
+
+    def _step(self, p: np.ndarray, g: np.ndarray, state: MutableMapping[str, np.ndarray],
+              hp: Mapping[str, Any]) -> None:
         raise NotImplementedError
 
     # -- the public API
@@ -167,17 +172,18 @@ class Optimizer:
                 idx = np.flatnonzero(mask)
         if idx is None:
             self.t += 1
+            hp = self._prepare(_compact(self.t), hp)
             for key, p in params.items():
-                self._step(p, grads[key], self._state_of(key, p), self.t, hp)
+                self._step(p, grads[key], self._state_of(key, p), hp)
             return
         self.t[idx] += 1
-        t = self.t[idx]
         hp = {name: (v[idx] if isinstance(v, np.ndarray) else v) for name, v in hp.items()}
+        hp = self._prepare(_compact(self.t[idx]), hp)
         for key, full_p in params.items():
             full_state = self._state_of(key, full_p)
             p = full_p[idx]  # copies (fancy indexing); written back below
             state = {name: a[idx] for name, a in full_state.items()}
-            self._step(p, grads[key][idx], state, t, hp)
+            self._step(p, grads[key][idx], state, hp)
             full_p[idx] = p
             for name, a in state.items():
                 full_state[name][idx] = a
@@ -239,6 +245,12 @@ class Optimizer:
         return R
 
 
+def _compact(t: np.ndarray) -> int | np.ndarray:
+    """The step as a Python int when every selected replica is at the same step, else the array."""
+    first = int(t[0])
+    return first if bool(np.all(t == first)) else t
+
+
 def _add_weight_decay(g: np.ndarray, p: np.ndarray, wd: Hyper) -> np.ndarray:
     """torch's coupled weight decay ``g + λ·p`` as a NEW array (the caller's grads are never modified)."""
     return g + _rb(wd, p.ndim) * p if nonzero(wd) else g
@@ -266,14 +278,25 @@ class SGD(Optimizer):
             raise ValueError(f"invalid Nesterov momentum {_hyper.fmt(self.momentum)} with dampening "
                              f"{_hyper.fmt(self.dampening)}; valid: momentum > 0 and dampening = 0 (as in torch)")
 
+    def _prepare(self, t: int | np.ndarray, hp: dict[str, Any]) -> dict[str, Any]:
+        # torch: buf = g at a replica's first step (buf is still 0 there), else momentum*buf + (1 - dampening)*g
+        damp = hp["dampening"]
+        if not nonzero(damp):
+            coef = None
+        elif isinstance(t, int):
+            coef = 1.0 if t == 1 else 1.0 - damp
+        else:
+            coef = np.where(t == 1, 1.0, 1.0 - damp)
+        return {**hp, "coef": coef}
+
     def _uses_buffer(self) -> bool:
         return nonzero(self.momentum)
 
     def _init_state(self, p: np.ndarray) -> dict[str, np.ndarray]:
         return {"momentum_buffer": np.zeros_like(p)} if self._uses_buffer() else {}
 
-    def _step(self, p: np.ndarray, g: np.ndarray, state: MutableMapping[str, np.ndarray], t: np.ndarray,
-              hp: Mapping[str, Hyper]) -> None:
+    def _step(self, p: np.ndarray, g: np.ndarray, state: MutableMapping[str, np.ndarray],
+              hp: Mapping[str, Any]) -> None:
         nd = p.ndim
         g = _add_weight_decay(g, p, hp["weight_decay"])
         d = g
@@ -283,13 +306,10 @@ class SGD(Optimizer):
             buf *= mom
             if self.variant == "course":
                 buf += (1.0 - mom) * g
+            elif hp["coef"] is None:
+                buf += g
             else:
-                # torch: buf = g at a replica's first step (buf is still 0 there), else mom*buf + (1-dampening)*g
-                damp = hp["dampening"]
-                if nonzero(damp):
-                    buf += _rb(np.where(t == 1, 1.0, 1.0 - damp), nd) * g
-                else:
-                    buf += g
+                buf += _rb(hp["coef"], nd) * g
             d = g + mom * buf if self.nesterov else buf
         p -= _rb(hp["lr"], nd) * d
 
@@ -328,16 +348,19 @@ class AdaGrad(Optimizer):
                                                      **_NONNEG)
         self.eps = _hyper.real("eps", eps, **_NONNEG)
 
+    def _prepare(self, t: int | np.ndarray, hp: dict[str, Any]) -> dict[str, Any]:
+        return {**hp, "clr": hp["lr"] / (1 + (t - 1) * hp["lr_decay"])}
+
     def _init_state(self, p: np.ndarray) -> dict[str, np.ndarray]:
         s = np.zeros_like(p)
         s += _rb(self.initial_accumulator_value, p.ndim)
         return {"sum": s}
 
-    def _step(self, p: np.ndarray, g: np.ndarray, state: MutableMapping[str, np.ndarray], t: np.ndarray,
-              hp: Mapping[str, Hyper]) -> None:
+    def _step(self, p: np.ndarray, g: np.ndarray, state: MutableMapping[str, np.ndarray],
+              hp: Mapping[str, Any]) -> None:
         nd = p.ndim
         g = _add_weight_decay(g, p, hp["weight_decay"])
-        clr = hp["lr"] / (1.0 + (t - 1) * hp["lr_decay"])
+        clr = hp["clr"]
         s = state["sum"]
         s += g * g
         std = np.sqrt(s)
@@ -370,8 +393,8 @@ class RMSprop(Optimizer):
             state["momentum_buffer"] = np.zeros_like(p)
         return state
 
-    def _step(self, p: np.ndarray, g: np.ndarray, state: MutableMapping[str, np.ndarray], t: np.ndarray,
-              hp: Mapping[str, Hyper]) -> None:
+    def _step(self, p: np.ndarray, g: np.ndarray, state: MutableMapping[str, np.ndarray],
+              hp: Mapping[str, Any]) -> None:
         nd = p.ndim
         g = _add_weight_decay(g, p, hp["weight_decay"])
         alpha = _rb(hp["alpha"], nd)
@@ -424,14 +447,23 @@ class Adam(Optimizer):
     def betas(self) -> tuple[Hyper, Hyper]:
         return (self.beta1, self.beta2)
 
+    def _prepare(self, t: int | np.ndarray, hp: dict[str, Any]) -> dict[str, Any]:
+        b1, b2 = hp["beta1"], hp["beta2"]
+        if isinstance(t, int) and not isinstance(b1, np.ndarray) and not isinstance(b2, np.ndarray):
+            bias_correction1, bias_correction2_sqrt = 1 - b1**t, (1 - b2**t) ** 0.5  # Python floats, as torch
+        else:
+            bias_correction1, bias_correction2_sqrt = 1 - np.power(b1, t), np.sqrt(1 - np.power(b2, t))
+        return {**hp, "one_minus_beta1": 1 - b1, "one_minus_beta2": 1 - b2,
+                "step_size": hp["lr"] / bias_correction1, "bias_correction2_sqrt": bias_correction2_sqrt}
+
     def _init_state(self, p: np.ndarray) -> dict[str, np.ndarray]:
         state = {"exp_avg": np.zeros_like(p), "exp_avg_sq": np.zeros_like(p)}
         if self.amsgrad:
             state["max_exp_avg_sq"] = np.zeros_like(p)
         return state
 
-    def _step(self, p: np.ndarray, g: np.ndarray, state: MutableMapping[str, np.ndarray], t: np.ndarray,
-              hp: Mapping[str, Hyper]) -> None:
+    def _step(self, p: np.ndarray, g: np.ndarray, state: MutableMapping[str, np.ndarray],
+              hp: Mapping[str, Any]) -> None:
         nd = p.ndim
         lr, wd = hp["lr"], hp["weight_decay"]
         if self._DECOUPLED:
@@ -439,22 +471,18 @@ class Adam(Optimizer):
                 p *= 1.0 - _rb(lr, nd) * _rb(wd, nd)
         else:
             g = _add_weight_decay(g, p, wd)
-        b1, b2 = hp["beta1"], hp["beta2"]
         m, v = state["exp_avg"], state["exp_avg_sq"]
-        m += _rb(1.0 - b1, nd) * (g - m)
-        v *= _rb(b2, nd)
-        v += _rb(1.0 - b2, nd) * (g * g)
-        bias_correction1 = 1.0 - np.power(b1, t)
-        bias_correction2_sqrt = np.sqrt(1.0 - np.power(b2, t))
-        step_size = lr / bias_correction1
+        m += _rb(hp["one_minus_beta1"], nd) * (g - m)
+        v *= _rb(hp["beta2"], nd)
+        v += _rb(hp["one_minus_beta2"], nd) * (g * g)
         if self.amsgrad:
             vmax = state["max_exp_avg_sq"]
             np.maximum(vmax, v, out=vmax)
             v = vmax
         denom = np.sqrt(v)
-        denom /= _rb(bias_correction2_sqrt, nd)
+        denom /= _rb(hp["bias_correction2_sqrt"], nd)
         denom += _rb(hp["eps"], nd)
-        p -= _rb(step_size, nd) * (m / denom)
+        p -= _rb(hp["step_size"], nd) * (m / denom)
 
 
 class AdamW(Adam):
