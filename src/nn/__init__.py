@@ -4,13 +4,8 @@ Nothing here imports Hydra, MLflow, DVC or matplotlib; the lab's glue (``src/*.p
 the other way round. See README.md in this folder for what each piece is and where it comes from.
 """
 
-import contextlib
-
-from . import diagnostics, gradcheck, initializers, layers, losses
+from . import clipping, diagnostics, gradcheck, initializers, layers, losses, optimizers, schedules
 from .mlp import MLP
-
-with contextlib.suppress(ImportError):  # TEMPORARY until optimizers/schedules/clipping land; then plain import
-    from . import clipping, optimizers, schedules
 
 __all__ = [
     "MLP",
