@@ -156,3 +156,20 @@ def test_integral_floats_are_accepted_for_integer_parameters():
     assert get("step", step_size=1000.0).step_size == 1000
     assert isinstance(get("cosine", t_max=np.int64(7)).t_max, int)
     assert isinstance(schedules.get("constant"), schedules.Schedule)
+
+
+def test_live_torch_schedulers_agree_up_to_t_max():
+    torch = pytest.importorskip("torch")
+    p = torch.nn.Parameter(torch.zeros(1))
+    for name, cls, torch_kw, kw in [
+        ("step", "StepLR", {"step_size": 7, "gamma": 0.5}, {"step_size": 7, "gamma": 0.5}),
+        ("exponential", "ExponentialLR", {"gamma": 0.97}, {"gamma": 0.97}),
+        ("cosine", "CosineAnnealingLR", {"T_max": 30, "eta_min": 0.01}, {"t_max": 30, "eta_min": 0.01}),
+    ]:
+        opt = torch.optim.SGD([p], lr=0.3)
+        sched = getattr(torch.optim.lr_scheduler, cls)(opt, **torch_kw)
+        ours = get(name, **kw)
+        for epoch in range(31):
+            assert ours(0.3, epoch) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-12), (name, epoch)
+            opt.step()
+            sched.step()

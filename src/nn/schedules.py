@@ -10,21 +10,21 @@ or an array ``(R,)`` (one initial rate per replica, so a grid over learning rate
 result has the same form (float in, float out; array in, new array out). The schedule's own parameters are floats
 shared by all replicas. Closed forms (``t`` = epoch):
 
-=============== ======================================== ====================================================
-name            lr(t)                                    reference
-=============== ======================================== ====================================================
-constant        lr0
-step            lr0 · gamma^⌊t / step_size⌋              ``torch.optim.lr_scheduler.StepLR``
-exponential     lr0 · gamma^t                            ``torch.optim.lr_scheduler.ExponentialLR``
-inverse_time    lr0 / (1 + decay_rate · t)               the course's ``update_lr``; Keras ``InverseTimeDecay``
-interval        lr0 / (1 + decay_rate · ⌊t / time_interval⌋)   the course's ``schedule_lr_decay``
-cosine          eta_min + (lr0 − eta_min)(1 + cos(π·t/t_max))/2  Loshchilov & Hutter 2017 (SGDR), no restarts
-=============== ======================================== ====================================================
+* ``constant``: ``lr0``.
+* ``step(step_size=1000, gamma=0.1)``: ``lr0 · gamma^⌊t / step_size⌋`` (torch ``StepLR``).
+* ``exponential(gamma=0.99)``: ``lr0 · gamma^t`` (torch ``ExponentialLR``).
+* ``inverse_time(decay_rate=1.0)``: ``lr0 / (1 + decay_rate·t)``, the course's ``update_lr`` (Keras
+  ``InverseTimeDecay``; a 1/t decay, the Robbins–Monro rate).
+* ``interval(decay_rate=1.0, time_interval=1000)``: ``lr0 / (1 + decay_rate·⌊t / time_interval⌋)``, the course's
+  ``schedule_lr_decay`` (a staircase 1/t).
+* ``cosine(t_max=1000, eta_min=0.0)``: ``eta_min + (lr0 − eta_min)·(1 + cos(π·min(t, t_max)/t_max))/2``
+  (Loshchilov & Hutter 2017, SGDR, without restarts; torch ``CosineAnnealingLR``'s closed form up to ``t_max``).
 
 ``inverse_time`` and ``interval`` evaluate the course's expressions in the course's order
 (``1/(1 + decay_rate·t) · lr0``), so they are bit-identical to the notebook. ``cosine`` holds ``eta_min`` for
-``t > t_max``; torch's ``CosineAnnealingLR`` keeps following the cosine (the rate rises again), which is a
-restart nobody asked for. The course applies its decay per epoch with mini-batches, as does the loop here.
+``t > t_max``; torch's ``CosineAnnealingLR`` keeps following the cosine (the rate rises again), a restart nobody
+asked for; up to ``t_max`` the two agree (``step`` and ``exponential`` agree with torch everywhere; checked by a
+live torch test). The course applies its decay once per epoch with mini-batches, as does the loop here.
 """
 
 from __future__ import annotations
