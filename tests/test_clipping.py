@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from src.nn import clipping, optimizers
 from src.nn.clipping import clip_by_norm, clip_by_value, global_norm
@@ -161,6 +163,21 @@ def test_float32_grads_are_clipped_in_place():
     np.testing.assert_allclose(global_norm(g), 1.0, rtol=1e-5)
     clip_by_value(g, 0.1)
     assert all(np.abs(v).max() <= np.float32(0.1) for v in g.values())
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), log_scale=st.floats(-150, 150), log_max=st.floats(-3, 3))
+def test_clip_by_norm_property(seed, log_scale, log_max):
+    """For any scale: the clipped norm is min(‖g‖, max_norm) (eps=0) and the direction is unchanged."""
+    g = grads_of(R=2, seed=seed % 1000, scale=10.0**log_scale)
+    before = {k: v.copy() for k, v in g.items()}
+    max_norm = 10.0**log_max
+    pre = clip_by_norm(g, max_norm, eps=0.0)
+    post = global_norm(g)
+    np.testing.assert_allclose(post, np.minimum(pre, max_norm), rtol=1e-12)
+    for k in g:
+        ratio = post / pre
+        np.testing.assert_allclose(g[k], before[k] * ratio.reshape((-1,) + (1,) * (g[k].ndim - 1)), rtol=1e-12)
 
 
 # -- errors ---------------------------------------------------------------------------------------------------------
