@@ -61,8 +61,8 @@ centred form: Graves 2013)::
     centered: ga ← ga + (1 − alpha)·(g − ga);  avg ← √(sq − ga²) + eps   else  avg ← √sq + eps
     momentum > 0: buf ← momentum·buf + g/avg;  p ← p − lr·buf      else  p ← p − lr·g/avg
 
-The book's RMSprop is the non-centred case with ``alpha = decay_rate = 0.99`` and ``eps = 1e-7``; the course's
-(``s ← β₂s + (1 − β₂)g²``) is the same with ``eps = 1e-8``.
+The book's RMSprop is the non-centred case with ``alpha = decay_rate = 0.99`` and ``eps = 1e-7``; the course has
+RMSprop only in a lecture (``s ← β₂s + (1 − β₂)g²; W ← W − lr·g/(√s + ε)``, ε ≈ 1e-8): the same formula.
 
 ``Adam`` (Kingma & Ba 2015) and ``AdamW`` (Loshchilov & Hutter 2019, decoupled weight decay)::
 
