@@ -212,3 +212,132 @@ def _quiet() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         yield
+
+
+# --- studies without training (src.probe, src.toys) and the report (src.report) ----------------------------
+
+
+def activation_grid(acts: dict[str, list[np.ndarray]], path: str | Path, value_range: tuple[float, float] | None,
+                    title: str = "", stats: dict[tuple[str, int], dict[str, Any]] | None = None,
+                    bins: int = 30) -> Path:
+    """Histograms of each hidden layer's activations: layers across, initialisations down (the articles' figure).
+
+    ``acts[init]`` is a list of 1-D arrays, one per layer. ``value_range`` fixes the x range (sigmoid (0, 1), tanh
+    (-1, 1)); ``None`` (ReLU) histograms the non-zero values per panel and notes the fraction of exact zeros.
+    ``stats[(init, layer)]`` (rows of ``src.probe``) adds the mean-over-replicas std to each panel's title.
+    """
+    inits = list(acts)
+    L = max(len(v) for v in acts.values())
+    plt, fig = _figure(1.7 * L + 0.8, 1.6 * len(inits) + 0.6)
+    for i, init in enumerate(inits):
+        for layer, a in enumerate(acts[init], start=1):
+            ax = fig.add_subplot(len(inits), L, i * L + layer)
+            a = np.asarray(a, dtype=float)
+            a = a[np.isfinite(a)]
+            note = ""
+            if value_range is None:
+                zeros = float(np.mean(a == 0)) if a.size else 0.0
+                a = a[a != 0]
+                note = f"\n{zeros:.0%} zero"
+            rng = value_range if value_range is not None else ((float(a.min()), float(a.max())) if a.size else (0, 1))
+            if rng[1] <= rng[0]:
+                rng = (rng[0] - 0.5, rng[1] + 0.5)
+            ax.hist(a, bins=bins, range=rng, color="tab:blue")
+            st = (stats or {}).get((init, layer))
+            std = f"std {st['act_std']:.2g}" if st else ""
+            ax.set_title(f"{init} L{layer}\n{std}{note}", fontsize=7)
+            ax.tick_params(labelsize=5)
+            ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(plt, fig, path)
+
+
+def grad_norms_by_layer(rows: list[dict[str, Any]], path: str | Path) -> Path:
+    """Per-layer ‖∂L/∂W‖ and per-sample ‖∂L/∂z‖ of each net (mean ± 95% CI over replicas), log scale."""
+    nets = list(dict.fromkeys(r["net"] for r in rows))
+    plt, fig = _figure(10, 4)
+    for i, (key, label) in enumerate((("grad_norm", "‖∂L/∂W_l‖"), ("dz_norm", "‖∂L/∂z_l‖ per sample"))):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for net in nets:
+            sel = sorted((r for r in rows if r["net"] == net), key=lambda r: r["layer"])
+            x = [r["layer"] for r in sel]
+            y = np.array([float(r[key]) for r in sel])
+            ci = np.array([float(r.get(f"{key}_ci95", 0.0)) for r in sel])
+            ax.errorbar(x, y, yerr=np.minimum(ci, 0.99 * y), marker="o", ms=3, capsize=2, label=net)
+        ax.set_yscale("log")
+        ax.set_xlabel("layer (1 = next to the input)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.suptitle("Backward pass at init, random input and labels: gradient norm by layer", fontsize=10)
+    return _save(plt, fig, path)
+
+
+def toy_trajectories(paths: dict[str, np.ndarray], f: Any, path: str | Path, optimum: tuple[float, float] = (0, 0),
+                     xlim: tuple[float, float] = (-10, 10), ylim: tuple[float, float] = (-5, 5)) -> Path:
+    """Contours of ``f(x, y)`` and each optimizer's path (a 2×2 grid like the book's figure 6-8)."""
+    n = len(paths)
+    cols = 2 if n > 1 else 1
+    rows = int(np.ceil(n / cols))
+    plt, fig = _figure(5 * cols, 3.6 * rows)
+    xx, yy = np.meshgrid(np.linspace(*xlim, 250), np.linspace(*ylim, 250))
+    zz = f(xx, yy)
+    for i, (name, p) in enumerate(paths.items()):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        ax.contour(xx, yy, zz, levels=np.geomspace(0.05, float(zz.max()), 12), colors="0.6", linewidths=0.6)
+        p = np.asarray(p, dtype=float)
+        ax.plot(p[:, 0], p[:, 1], "o-", color="tab:red", ms=3, lw=1)
+        ax.plot(*optimum, "+", color="k", ms=10)
+        d = float(np.hypot(p[-1, 0] - optimum[0], p[-1, 1] - optimum[1]))
+        ax.set_title(f"{name}: {len(p) - 1} steps, final distance {d:.3g}", fontsize=9)
+        ax.set_xlim(*xlim)
+        ax.set_ylim(*ylim)
+        ax.set_xlabel("x")
+        ax.set_ylabel("y")
+    return _save(plt, fig, path)
+
+
+def clip_toy(series: dict[str, np.ndarray], path: str | Path) -> Path:
+    """x and loss x⁴ per step for the clipping toy, one line per setting (symlog x, log loss)."""
+    plt, fig = _figure(10, 3.6)
+    for i, (key, label) in enumerate((("x", "x"), ("loss", "loss x⁴"))):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for name, s in series.items():
+            v = np.asarray(s[key], dtype=float)
+            shown = np.where(np.isfinite(v), v, np.nan)
+            ax.plot(np.arange(len(v)), shown, "o-", ms=3, label=name)
+        if key == "x":
+            ax.set_yscale("symlog", linthresh=1.0)
+        else:
+            ax.set_yscale("symlog", linthresh=1e-6)
+        ax.set_xlabel("step")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Loss x⁴ from x = 10, lr 0.1: without clipping the first step lands at −390", fontsize=10)
+    return _save(plt, fig, path)
+
+
+def curves_by_job(curves: dict[str, dict[str, np.ndarray]], path: str | Path, title: str = "") -> Path:
+    """Validation loss and accuracy per epoch, one line per job (``curves[name] = {"epoch", "val_loss", ...}``)."""
+    plt, fig = _figure(11, 4)
+    for i, (key, label) in enumerate((("val_loss", "validation loss"), ("val_acc", "validation accuracy"))):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for name, c in curves.items():
+            if key in c and "epoch" in c:
+                y = np.asarray(c[key], dtype=float)
+                ax.plot(np.asarray(c["epoch"], dtype=float), np.where(np.isfinite(y), y, np.nan), lw=1.2,
+                        label=name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        if key == "val_loss":
+            ys = [y for line in ax.get_lines() for y in line.get_ydata() if np.isfinite(y)]
+            if ys and min(ys) > 0:
+                ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        if curves:
+            ax.legend(fontsize=6, ncol=2)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(plt, fig, path)

@@ -1,0 +1,153 @@
+"""`python -m src.toys --out results/toys`: the two toy problems of SPEC S3 and S4, run with the library's rules.
+
+S3 (the book, *Deep Learning from Scratch* ch. 6, figure 6-8): ``f(x, y) = x²/20 + y²`` from (−7, 2), 30 steps of
+SGD lr 0.95, Momentum lr 0.1 (momentum 0.9), AdaGrad lr 1.5 and Adam lr 0.3 (the book's settings). The valley is
+20× steeper in y than in x: SGD zig-zags across it, Momentum rolls along it, AdaGrad/Adam rescale each coordinate.
+
+S4 (seed 004; Pascanu et al. 2013): loss ``x⁴`` from ``x = 10`` with lr 0.1. The gradient ``4x³ = 4000`` throws
+plain gradient descent to ``10 − 400 = −390`` and the loss overflows a few steps later; clipping the gradient by
+value at 100 makes the first step ``10 − 0.1·100 = 0``, exactly the minimum. Clipping by norm at 100 is the same in
+1-D up to torch's ``eps`` in ``max_norm/(‖g‖ + 1e-6)``, so it lands at 2.5e-9 instead of 0.
+
+Why a module of its own and not a notebook: the update rules are ``src.nn.optimizers`` and
+``src.nn.clipping`` themselves (a params dict with a replica axis of 1, the same call the training loop makes),
+so these pictures are evidence about the code the lab trains with, not about a re-implementation.
+
+Outputs (in ``--out``): ``trajectories.csv`` (optimizer, step, x, y, f), ``trajectories.png`` (contours and
+paths, 2×2 like the book), ``clip.csv`` (setting, step, x, loss, grad), ``clip.png``, ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+START = (-7.0, 2.0)
+STEPS = 30
+# the book's figure 6-8: name -> (src.nn.optimizers name, kwargs)
+OPTIMIZERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "SGD": ("sgd", {"lr": 0.95}),
+    "Momentum": ("momentum", {"lr": 0.1, "momentum": 0.9}),
+    "AdaGrad": ("adagrad", {"lr": 1.5}),
+    "Adam": ("adam", {"lr": 0.3}),
+}
+
+CLIP_X0, CLIP_LR, CLIP_STEPS = 10.0, 0.1, 8
+CLIP_SETTINGS: dict[str, tuple[str | None, float | None]] = {
+    "no clipping": (None, None),
+    "clip by value 100": ("value", 100.0),
+    "clip by norm 100": ("norm", 100.0),
+}
+
+
+def f_valley(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The book's ``x²/20 + y²``."""
+    return x**2 / 20.0 + y**2
+
+
+def grad_valley(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {"x": params["x"] / 10.0, "y": 2.0 * params["y"]}
+
+
+def trajectory(name: str, kwargs: dict[str, Any], start: tuple[float, float] = START,
+               steps: int = STEPS) -> np.ndarray:
+    """Positions (steps+1, 2) of ``src.nn.optimizers.get(name, **kwargs)`` on the valley, start included."""
+    from src.nn import optimizers
+
+    opt = optimizers.get(name, **kwargs)
+    params = {"x": np.array([start[0]]), "y": np.array([start[1]])}  # leading replica axis, R = 1
+    path = [(start[0], start[1])]
+    for _ in range(steps):
+        opt.update(params, grad_valley(params))
+        path.append((float(params["x"][0]), float(params["y"][0])))
+    return np.array(path)
+
+
+def clip_run(mode: str | None, threshold: float | None, x0: float = CLIP_X0, lr: float = CLIP_LR,
+             steps: int = CLIP_STEPS) -> dict[str, np.ndarray]:
+    """Plain gradient descent on ``x⁴`` with optional clipping; x, loss and the (pre-clip) gradient per step."""
+    from src.nn import clipping, optimizers
+
+    opt = optimizers.get("sgd", lr=lr)
+    params = {"x": np.array([x0])}
+    xs, losses, gs = [x0], [x0**4], []
+    with np.errstate(over="ignore", invalid="ignore"):
+        for _ in range(steps):
+            grads = {"x": 4.0 * params["x"] ** 3}
+            gs.append(float(grads["x"][0]))
+            if mode == "value":
+                clipping.clip_by_value(grads, threshold)
+            elif mode == "norm":
+                clipping.clip_by_norm(grads, threshold)
+            opt.update(params, grads)
+            x = float(params["x"][0])
+            xs.append(x)
+            losses.append(x**4 if np.isfinite(x) and abs(x) < 1e77 else float("inf"))
+    gs.append(float("nan"))
+    return {"x": np.array(xs), "loss": np.array(losses), "grad": np.array(gs)}
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.10g}"
+
+
+def run(out: Path, figures: bool = True) -> dict[str, float]:
+    """Run both toys, write their files, return the headline metrics."""
+    from src.records import atomic_write_json, atomic_write_text
+
+    out.mkdir(parents=True, exist_ok=True)
+    metrics: dict[str, float] = {}
+    paths = {label: trajectory(name, kw) for label, (name, kw) in OPTIMIZERS.items()}
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["optimizer", "step", "x", "y", "f"])
+    for label, p in paths.items():
+        for step, (x, y) in enumerate(p):
+            w.writerow([label, step, _fmt(x), _fmt(y), _fmt(float(f_valley(x, y)))])
+        metrics[f"s3_{label.lower()}_final_distance"] = float(np.hypot(*p[-1]))
+        metrics[f"s3_{label.lower()}_final_f"] = float(f_valley(*p[-1]))
+    atomic_write_text(out / "trajectories.csv", buf.getvalue())
+
+    runs = {label: clip_run(mode, thr) for label, (mode, thr) in CLIP_SETTINGS.items()}
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["setting", "step", "x", "loss", "grad"])
+    for label, r in runs.items():
+        for step in range(len(r["x"])):
+            w.writerow([label, step, _fmt(r["x"][step]), _fmt(r["loss"][step]), _fmt(r["grad"][step])])
+    atomic_write_text(out / "clip.csv", buf.getvalue())
+    for label, key in (("no clipping", "noclip"), ("clip by value 100", "clipvalue100"),
+                       ("clip by norm 100", "clipnorm100")):
+        r = runs[label]
+        finite = np.isfinite(r["loss"])
+        metrics[f"s4_{key}_x_after_1_step"] = float(r["x"][1])
+        metrics[f"s4_{key}_final_loss"] = float(r["loss"][-1]) if finite[-1] else float("inf")
+        bad = np.flatnonzero(~finite)
+        metrics[f"s4_{key}_overflow_step"] = float(bad[0]) if bad.size else -1.0
+    atomic_write_json(out / "metrics.json", {k: (v if np.isfinite(v) else str(v)) for k, v in metrics.items()})
+    if figures:
+        from src import plots
+
+        plots.toy_trajectories(paths, f_valley, out / "trajectories.png")
+        plots.clip_toy(runs, out / "clip.png")
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m src.toys", description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("results/toys"), help="output folder")
+    args = ap.parse_args(argv)
+    metrics = run(args.out)
+    print(json.dumps({k: (v if np.isfinite(v) else str(v)) for k, v in metrics.items()}, indent=2, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
