@@ -135,6 +135,14 @@ def fit(net: MLP, opt: Optimizer, schedule: Schedule, ds: Dataset, cfg: LoopConf
     result.diagnostics.append(stats)
     result.histograms["start"] = hists
 
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        row0 = {"lr": np.broadcast_to(np.asarray(opt.lr, dtype=float), (R,)).copy(), "grad_norm": np.full(R, np.nan)}
+        for split in ("train", "val"):
+            row0[f"{split}_loss"], row0[f"{split}_acc"] = _evaluate(net, ds, split)
+    hist_epochs.append(0)  # the untrained net: where every curve starts (not an early-stopping candidate)
+    for k, v in row0.items():
+        hist.setdefault(k, []).append(v)
+
     bar = None
     if cfg.progress:
         from tqdm.auto import tqdm

@@ -43,11 +43,13 @@ def resolve_uri(configured: str | None = None) -> str:
     return configured or os.environ.get("MLFLOW_TRACKING_URI") or default_uri()
 
 
-def artifact_root(uri: str) -> str | None:
-    """Where a new experiment keeps artifacts: next to a SQLite file (`mlruns/`), the server's choice otherwise."""
+def artifact_root(uri: str, experiment: str) -> str | None:
+    """Where a new experiment keeps artifacts: `mlruns/<experiment>/` next to a SQLite file (absolute, so the
+    working directory of Hydra or DVC never matters); an mlflow server's own choice otherwise."""
     if uri.startswith("sqlite:///"):
         db = Path(uri[len("sqlite:///"):])
-        return (db.parent / "mlruns").resolve().as_uri()
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in experiment)
+        return (db.parent / "mlruns" / safe).resolve().as_uri()
     return None
 
 
@@ -102,7 +104,7 @@ class Tracker:
                 self.client.restore_experiment(exp.experiment_id)
             return exp.experiment_id
         try:
-            return self.client.create_experiment(name, artifact_location=artifact_root(self.uri))
+            return self.client.create_experiment(name, artifact_location=artifact_root(self.uri, name))
         except Exception:  # noqa: BLE001 - another process created it between our get and create
             exp = self.client.get_experiment_by_name(name)
             if exp is None:
