@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -139,7 +140,7 @@ def run_suite(out: Path, *, threshold: float, batch: int, replicas: int, eps: fl
         for r in rows:
             w.writerow([label, " ".join(ov), r["param"], r["shape"], f"{r['rel_error']:.3e}", f"{e:g}", f"{thr:g}",
                         int(r["rel_error"] <= thr)])
-        slug = "".join(ch if ch.isalnum() else "_" for ch in label.split(" (")[0]).strip("_")
+        slug = re.sub(r"[^0-9a-zA-Z]+", "_", label.split(" (")[0]).strip("_")
         metrics[f"max_rel_error_by_net/{slug}"] = worst[label]
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "gradcheck.csv", buf.getvalue())

@@ -175,6 +175,7 @@ def layer_diagnostics(result: Any, path: str | Path) -> Path:
             with np.errstate(all="ignore"), _quiet():
                 vals = [float(np.nanmean(stats[k])) for k in keys]
             ax.plot(range(1, len(vals) + 1), vals, marker="o", label=f"epoch {result.diag_epochs[j]}")
+            ax.set_xticks(range(1, len(vals) + 1))
         ax.set_xlabel("layer")
         ax.set_ylabel(stat.replace("_", " "))
         ys = [y for line in ax.get_lines() for y in line.get_ydata()]
@@ -340,4 +341,26 @@ def curves_by_job(curves: dict[str, dict[str, np.ndarray]], path: str | Path, ti
             ax.legend(fontsize=6, ncol=2)
     if title:
         fig.suptitle(title, fontsize=10)
+    return _save(plt, fig, path)
+
+
+def metric_vs_param(series: dict[str, list[tuple[float, float, float]]], path: str | Path, xlabel: str,
+                    ylabel: str = "test accuracy (mean ± 95% CI)", logx: bool = True, title: str = "") -> Path:
+    """One line per series of ``(x, mean, ci95)`` points, e.g. test accuracy vs init scale with and without BN."""
+    plt, fig = _figure(7, 4)
+    ax = fig.add_subplot(1, 1, 1)
+    for name, pts in series.items():
+        pts = sorted(pts)
+        x = [p[0] for p in pts]
+        y = np.array([p[1] for p in pts], dtype=float)
+        ci = np.array([p[2] if np.isfinite(p[2]) else 0.0 for p in pts], dtype=float)
+        ax.errorbar(x, y, yerr=ci, marker="o", ms=4, capsize=2, label=name)
+    if logx and all(p[0] > 0 for pts in series.values() for p in pts):
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
     return _save(plt, fig, path)
