@@ -15,6 +15,7 @@ Why it is shaped like this:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ import numpy as np
 from src.data import Dataset
 from src.nn import MLP, clipping, diagnostics
 from src.nn.optimizers import Optimizer
-from src.nn.schedules import Schedule
+from src.nn.schedules import Constant, Schedule
 
 SPLITS = ("train", "val", "test")
 
@@ -37,7 +38,7 @@ class LoopConfig:
     batch_size: int | None = None
     clip_value: float | np.ndarray | None = None
     clip_norm: float | np.ndarray | None = None
-    patience: int | None = None
+    patience: int | np.ndarray | None = None  # an (R,) array gives one patience per replica (inf/NaN = off)
     min_delta: float = 0.0
     log_every: int = 10
     shuffle: str = "random"
@@ -91,6 +92,21 @@ def _batches(ds: Dataset, net: MLP, cfg: LoopConfig, epoch: int,
         yield X[idx], y[idx]
 
 
+def _patience(value: int | np.ndarray | None, R: int) -> np.ndarray | None:
+    """Patience as a float (R,) array (inf = no early stopping for that replica), or None when no replica stops."""
+    if value is None:
+        return None
+    arr = np.array(value, dtype=np.float64)  # None inside a sequence becomes NaN
+    arr = np.where(np.isnan(arr), np.inf, arr)
+    if arr.ndim == 0:
+        arr = np.full(R, float(arr))
+    if arr.shape != (R,):
+        raise ValueError(f"patience must be a scalar or shape ({R},), got shape {arr.shape}")
+    if np.any(arr < 0):
+        raise ValueError(f"patience must be >= 0 (inf = off), got {value!r}")
+    return None if np.all(np.isinf(arr)) else arr
+
+
 def _diagnose(net: MLP, ds: Dataset, activation: str) -> tuple[dict[str, np.ndarray], list]:
     """Per-layer activation/gradient statistics on the training set, without disturbing training state."""
     saved_state = {k: v.copy() for k, v in net.state.items()}
@@ -125,7 +141,8 @@ def fit(net: MLP, opt: Optimizer, schedule: Schedule, ds: Dataset, cfg: LoopConf
     best_val = np.full(R, np.inf)
     best_epoch = np.zeros(R, dtype=np.int64)
     wait = np.zeros(R, dtype=np.int64)
-    best_params = net.copy_params() if cfg.patience is not None else None
+    patience = _patience(cfg.patience, R)
+    best_params = net.copy_params() if patience is not None else None
     hist_epochs: list[int] = []
     hist: dict[str, list[np.ndarray]] = {}
     diag_every = max(cfg.log_every, cfg.epochs // max(cfg.n_diagnostics, 1))
@@ -151,27 +168,38 @@ def fit(net: MLP, opt: Optimizer, schedule: Schedule, ds: Dataset, cfg: LoopConf
     epoch = 0
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            # Per-step work is the maths plus a few cheap checks (benchmarks/bench.py "core" measures it
+            # against a plain NumPy loop): the full batch is not re-yielded by a generator, a constant
+            # schedule is applied once, and the (R,) finiteness test is one sum unless something is off.
+            full_batch = cfg.batch_size is None or cfg.batch_size >= ds.X_train.shape[0]
+            const_lr = type(schedule) in (Schedule, Constant)
+            all_active = True
             for epoch in range(1, cfg.epochs + 1):
-                opt.lr = schedule(lr0, epoch - 1)
-                grad_norm = np.zeros(R)
-                for Xb, yb in _batches(ds, net, cfg, epoch, rngs):
+                if epoch == 1 or not const_lr:
+                    opt.lr = schedule(lr0, epoch - 1)
+                grad_norm = None
+                batches = (((ds.X_train, ds.y_train),) if full_batch
+                           else _batches(ds, net, cfg, epoch, rngs))
+                for Xb, yb in batches:
                     loss, grads = net.loss_and_grads(Xb, yb)
-                    bad = active & ~np.isfinite(loss)
-                    if bad.any():
-                        diverged |= bad
-                        diverged_epoch[bad] = epoch
-                        active &= ~bad
+                    if not math.isfinite(loss.sum()):  # a NaN/inf anywhere makes the sum non-finite
+                        bad = active & ~np.isfinite(loss)
+                        if bad.any():
+                            diverged |= bad
+                            diverged_epoch[bad] = epoch
+                            active &= ~bad
+                            all_active = False
                     if cfg.clip_value is not None:
                         grad_norm = clipping.clip_by_value(grads, cfg.clip_value)
                     if cfg.clip_norm is not None:
                         grad_norm = clipping.clip_by_norm(grads, cfg.clip_norm)
-                    opt.update(net.params, grads, mask=None if active.all() else active)
+                    opt.update(net.params, grads, mask=None if all_active else active)
                 epochs_used[active] = epoch
                 if bar is not None:
                     bar.update(1)
                 last = epoch == cfg.epochs
                 if epoch % cfg.log_every == 0 or last:
-                    if cfg.clip_value is None and cfg.clip_norm is None:
+                    if grad_norm is None:
                         grad_norm = clipping.global_norm(grads)
                     # A finite loss with non-finite grads is rare; it is caught here, at the log point.
                     bad = active & ~np.isfinite(grad_norm)
@@ -195,9 +223,10 @@ def fit(net: MLP, opt: Optimizer, schedule: Schedule, ds: Dataset, cfg: LoopConf
                         if improved.any():
                             for k, v in net.copy_params().items():
                                 best_params[k][improved] = v[improved]
-                        stop = active & (wait > cfg.patience)
+                        stop = active & (wait > patience)
                         stopped |= stop
                         active &= ~stop
+                    all_active = bool(active.all())
                     if epoch % diag_every == 0 or last:
                         stats, _ = _diagnose(net, ds, activation)
                         result.diag_epochs.append(epoch)
@@ -214,7 +243,7 @@ def fit(net: MLP, opt: Optimizer, schedule: Schedule, ds: Dataset, cfg: LoopConf
         if bar is not None:
             bar.close()
     if best_params is not None:
-        restore = best_epoch > 0
+        restore = (best_epoch > 0) & np.isfinite(patience)  # replicas without early stopping keep their last weights
         net.load_params(best_params, mask=restore)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         for split in SPLITS:

@@ -16,10 +16,10 @@ from .layers import sigmoid
 
 
 def _labels(y: np.ndarray, R: int, m: int) -> np.ndarray:
-    """Labels as (R, m) (a shared (m,) label vector is broadcast, not copied)."""
+    """Labels as (m,) (shared by the replicas) or (R, m), checked against the logits' R and m."""
     y = np.asarray(y)
     if y.shape == (m,):
-        return np.broadcast_to(y, (R, m))
+        return y  # broadcasts against (R, m) in the arithmetic below; no (R, m) copy, no broadcast_to call
     if y.shape == (R, m):
         return y
     raise ValueError(f"labels of shape {y.shape} do not match logits with R={R}, m={m}: expected ({m},) or ({R}, {m})")
@@ -54,7 +54,7 @@ def softmax_cross_entropy(z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.
     if z.ndim != 3:
         raise ValueError(f"softmax_cross_entropy expects logits (R, m, C), got {z.shape}")
     R, m, C = z.shape
-    yy = _labels(y, R, m).astype(np.intp, copy=False)
+    yy = np.broadcast_to(_labels(y, R, m), (R, m)).astype(np.intp, copy=False)  # (R, m) for take_along_axis
     shifted = z - z.max(axis=-1, keepdims=True)
     e = np.exp(shifted)
     s = e.sum(axis=-1, keepdims=True)

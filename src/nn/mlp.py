@@ -188,9 +188,10 @@ class MLP:
         if not np.all(np.isfinite(arr)) or np.any(arr < 0):
             raise ValueError(f"l2 must be finite and >= 0, got {value!r}")
         self._l2 = lam
+        self._l2_on = bool(np.any(arr != 0))  # cached: checked on every training step
 
     def _l2_active(self) -> bool:
-        return bool(np.any(np.asarray(self._l2) != 0))
+        return self._l2_on
 
     def _l2_loss(self, m: int) -> np.ndarray:
         """λ/(2m)·Σ‖W‖² per replica (weights only; biases and BN parameters are not penalised)."""

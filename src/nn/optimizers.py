@@ -248,7 +248,7 @@ class Optimizer:
 def _compact(t: np.ndarray) -> int | np.ndarray:
     """The step as a Python int when every selected replica is at the same step, else the array."""
     first = int(t[0])
-    return first if bool(np.all(t == first)) else t
+    return first if bool((t == first).all()) else t  # the method: np.all() costs ~3 µs of Python per step
 
 
 def _add_weight_decay(g: np.ndarray, p: np.ndarray, wd: Hyper) -> np.ndarray:

@@ -1,0 +1,449 @@
+"""nnlab's speed benchmarks: every figure is a RATIO against a baseline measured in the same run.
+
+    python -m benchmarks.bench                      # sections core, replicas, vectorize, overhead, memory
+    python -m benchmarks.bench --dvc                # + the default `dvc repro` in a scratch copy (minutes)
+    python -m benchmarks.bench --quick              # seconds: tiny sizes, to check the script works
+
+Prints a Markdown table and writes `benchmarks/results.json` (`--out` to change).
+
+Why ratios and CPU time: the machine is shared (2 cores, other people's tests), so absolute wall times swing by
+2x from one minute to the next. Each in-process figure is the median over interleaved rounds (baseline and
+candidate alternate, so a busy minute hits both) of the process CPU time (`time.process_time`, which a
+neighbour's load barely moves; BLAS is capped at one thread so CPU time is the work done). Wall time is
+recorded too. Subprocess figures (Hydra/MLflow jobs, `dvc repro`) are wall time: that is what a user waits for.
+
+Sections (README "Speed"):
+  core       course net [2,10,5,1] relu/relu/sigmoid on circles, full batch, SGD: nnlab vs a plain NumPy loop of
+             the same maths (the floor for one replica) and vs scikit-learn's MLPClassifier (sgd, momentum 0).
+  replicas   R = 1, 8, 32, 128 replicas of that job: CPU time per replica-iteration, with the FLOPs and bytes
+             moved per iteration (what bounds it).
+  vectorize  the default grid (conf/experiment/default.yaml) as 48 Hydra jobs vs packed by
+             `hydra/sweeper=vectorized` (one job per group of configs that differ only in per-replica scalars).
+  overhead   per-job cost of a Hydra multirun with MLflow tracking for jobs that train nothing (1 epoch).
+  memory     peak RSS of one worker: the default preset's job, and the same at R=128.
+  dvc        (--dvc) the default `dvc repro` in a scratch copy, stage by stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+SIZES = [2, 10, 5, 1]
+LR = 0.01
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+
+
+def _limit_blas() -> None:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")  # the jobs do the same (src/job.py); tiny matrices
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[float, float]:
+    """(cpu seconds, wall seconds) of one call."""
+    c0, w0 = time.process_time(), time.perf_counter()
+    fn()
+    return time.process_time() - c0, time.perf_counter() - w0
+
+
+def interleaved(cases: dict[str, Callable[[], Any]], rounds: int) -> dict[str, dict[str, float]]:
+    """Run every case once per round, alternating; return the median cpu/wall seconds per case."""
+    cpu: dict[str, list[float]] = {k: [] for k in cases}
+    wall: dict[str, list[float]] = {k: [] for k in cases}
+    for _ in range(rounds):
+        for k, fn in cases.items():
+            c, w = _timed(fn)
+            cpu[k].append(c)
+            wall[k].append(w)
+    return {k: {"cpu": statistics.median(cpu[k]), "wall": statistics.median(wall[k]), "rounds": rounds}
+            for k in cases}
+
+
+def _course_data() -> Any:
+    from src import data
+
+    return data.make("circles_course")
+
+
+def plain_numpy_loop(X: np.ndarray, y: np.ndarray, iters: int, seed: int = 0) -> float:
+    """The floor for one replica: the same maths (He init, relu/relu/sigmoid, BCE, SGD) as straight NumPy code
+    with 2-D arrays, no replica axis, no checks, no function calls per layer. Returns the final loss."""
+    rng = np.random.default_rng(seed)
+    W1, b1 = rng.standard_normal((2, 10)) * np.sqrt(2 / 2), np.zeros(10)
+    W2, b2 = rng.standard_normal((10, 5)) * np.sqrt(2 / 10), np.zeros(5)
+    W3, b3 = rng.standard_normal((5, 1)) * np.sqrt(2 / 5), np.zeros(1)
+    m = X.shape[0]
+    Y = y.reshape(-1, 1).astype(np.float64)
+    loss = np.nan
+    for _ in range(iters):
+        z1 = X @ W1 + b1
+        a1 = np.maximum(z1, 0)
+        z2 = a1 @ W2 + b2
+        a2 = np.maximum(z2, 0)
+        z3 = a2 @ W3 + b3
+        a3 = 1 / (1 + np.exp(-z3))
+        loss = np.mean(np.maximum(z3, 0) - z3 * Y + np.log1p(np.exp(-np.abs(z3))))
+        dz3 = (a3 - Y) / m
+        dW3, db3 = a2.T @ dz3, dz3.sum(0)
+        dz2 = (dz3 @ W3.T) * (z2 > 0)
+        dW2, db2 = a1.T @ dz2, dz2.sum(0)
+        dz1 = (dz2 @ W2.T) * (z1 > 0)
+        dW1, db1 = X.T @ dz1, dz1.sum(0)
+        W1 -= LR * dW1
+        b1 -= LR * db1
+        W2 -= LR * dW2
+        b2 -= LR * db2
+        W3 -= LR * dW3
+        b3 -= LR * db3
+    return float(loss)
+
+
+def nnlab_steps(X: np.ndarray, y: np.ndarray, iters: int, replicas: int = 1) -> float:
+    """src.nn alone: `MLP.loss_and_grads` + `SGD.update`, the maths of one training step."""
+    from src.nn import MLP, optimizers
+
+    net = MLP(SIZES, activation="relu", init="he_normal", replicas=replicas, seed=0)
+    opt = optimizers.get("sgd", lr=LR)
+    loss = np.zeros(replicas)
+    for _ in range(iters):
+        loss, grads = net.loss_and_grads(X, y)
+        opt.update(net.params, grads)
+    return float(loss.mean())
+
+
+def nnlab_fit(ds: Any, iters: int, replicas: int = 1, log_every: int = 10) -> Any:
+    """What a job runs: `src.loop.fit` (evaluation on train+val every `log_every` epochs, diagnostics)."""
+    from src.loop import LoopConfig, fit
+    from src.nn import MLP, optimizers, schedules
+
+    net = MLP(SIZES, activation="relu", init="he_normal", replicas=replicas, seed=0)
+    opt = optimizers.get("sgd", lr=LR)
+    return fit(net, opt, schedules.get("constant"), ds, LoopConfig(epochs=iters, log_every=log_every),
+               activation="relu")
+
+
+def sklearn_mlp(X: np.ndarray, y: np.ndarray, iters: int) -> int:
+    """scikit-learn's MLPClassifier on the same net: relu hidden layers, logistic output, full-batch SGD,
+    momentum 0, no L2, no early stopping / convergence test, no shuffling."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    clf = MLPClassifier(hidden_layer_sizes=(10, 5), activation="relu", solver="sgd", batch_size=X.shape[0],
+                        learning_rate_init=LR, momentum=0.0, nesterovs_momentum=False, alpha=0.0, max_iter=iters,
+                        shuffle=False, tol=0.0, n_iter_no_change=iters + 1, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    return int(clf.n_iter_)
+
+
+# ------------------------------------------------------------------------------------------------- sections
+
+
+def bench_core(iters: int, rounds: int) -> dict[str, Any]:
+    _limit_blas()
+    ds = _course_data()
+    X, y = ds.X_train, ds.y_train
+    import sklearn.neural_network  # noqa: F401 - import cost outside the timed region
+
+    cases = {
+        "plain_numpy": lambda: plain_numpy_loop(X, y, iters),
+        "nnlab_step": lambda: nnlab_steps(X, y, iters),
+        "nnlab_fit": lambda: nnlab_fit(ds, iters),
+        "sklearn": lambda: sklearn_mlp(X, y, iters),
+    }
+    med = interleaved(cases, rounds)
+    per_it = {k: {"cpu_us": v["cpu"] / iters * 1e6, "wall_us": v["wall"] / iters * 1e6} for k, v in med.items()}
+    base, sk = med["plain_numpy"]["cpu"], med["sklearn"]["cpu"]
+    out: dict[str, Any] = {"iters": iters, "rounds": rounds, "per_iteration": per_it}
+    for k in ("nnlab_step", "nnlab_fit"):
+        out[f"{k}_vs_plain"] = med[k]["cpu"] / base
+        out[f"sklearn_vs_{k}"] = sk / med[k]["cpu"]
+    out["goals"] = {"fit within 1.2x of plain": out["nnlab_fit_vs_plain"] <= 1.2,
+                    "fit >= 2x faster than sklearn": out["sklearn_vs_nnlab_fit"] >= 2.0}
+    return out
+
+
+def _flops_bytes(R: int, m: int) -> tuple[float, float]:
+    """Per training iteration of the [2,10,5,1] net on m samples: multiply-add FLOPs of the matrix products
+    (forward x@W, backward dW and dx: 3 products of 2·m·din·dout) and a lower bound on the bytes the element-wise
+    passes move (each (R, m, d) activation-sized array is written once and read about twice: ~12 passes per
+    hidden layer forward+backward, 8 bytes each)."""
+    pairs = list(zip(SIZES[:-1], SIZES[1:], strict=True))
+    flops = 3 * sum(2 * m * a * b for a, b in pairs) * R
+    elems = sum(m * b for _, b in pairs) * R
+    return float(flops), float(elems * 12 * 8)
+
+
+def bench_replicas(iters: int, rounds: int, Rs: tuple[int, ...] = (1, 8, 32, 128)) -> dict[str, Any]:
+    _limit_blas()
+    ds = _course_data()
+    X, y = ds.X_train, ds.y_train
+    cases: dict[str, Callable[[], Any]] = {}
+    for R in Rs:
+        cases[f"step_R{R}"] = lambda R=R: nnlab_steps(X, y, iters, replicas=R)
+        cases[f"fit_R{R}"] = lambda R=R: nnlab_fit(ds, iters, replicas=R)
+    med = interleaved(cases, rounds)
+    m = X.shape[0]
+    rows = []
+    for R in Rs:
+        flops, nbytes = _flops_bytes(R, m)
+        step, fitc = med[f"step_R{R}"]["cpu"] / iters, med[f"fit_R{R}"]["cpu"] / iters
+        rows.append({"R": R, "step_us_per_replica_iter": step / R * 1e6, "fit_us_per_replica_iter": fitc / R * 1e6,
+                     "gflops_per_s": flops / step / 1e9, "gbytes_per_s_lower_bound": nbytes / step / 1e9,
+                     "flops_per_iter": flops, "bytes_per_iter": nbytes})
+    r1 = rows[0]
+    for row in rows:
+        row["fit_cheaper_than_R1"] = r1["fit_us_per_replica_iter"] / row["fit_us_per_replica_iter"]
+        row["step_cheaper_than_R1"] = r1["step_us_per_replica_iter"] / row["step_us_per_replica_iter"]
+    out: dict[str, Any] = {"iters": iters, "rounds": rounds, "rows": rows}
+    r32 = next((r for r in rows if r["R"] == 32), None)
+    if r32 is not None:
+        out["goals"] = {"R=32 >= 4x cheaper per replica than R=1 (fit)": r32["fit_cheaper_than_R1"] >= 4.0}
+    return out
+
+
+# -------------------------------------------------------------------------------------- subprocess sections
+
+
+def _scratch_project(tmp: Path, studies: tuple[str, ...] = ("default",), data_from: Path | None = None) -> Path:
+    """A throw-away copy of the project (tests/e2e_utils.make_project) with the datasets copied in."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from e2e_utils import make_project
+
+    repo = make_project(tmp / "repo", studies=studies, git=False)
+    src = data_from or ROOT / "data"
+    if src.exists():
+        shutil.copytree(src, repo / "data")
+    else:
+        subprocess.run([sys.executable, "-m", "src.data", "generate", "--out", "data"], cwd=repo, check=True,
+                       env=_env(repo), capture_output=True)
+    return repo
+
+
+def _env(repo: Path, **extra: str) -> dict[str, str]:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from e2e_utils import env_for
+
+    return env_for(repo, **extra)
+
+
+def _run(cmd: list[str], repo: Path, **extra: str) -> dict[str, float]:
+    """Wall time and peak RSS (MB) of one child process (os.wait4 gives that child's own rusage)."""
+    t0 = time.perf_counter()
+    with open(repo / "bench.log", "a") as log:
+        log.write(f"\n$ {' '.join(cmd)}\n")
+        log.flush()
+        p = subprocess.Popen(cmd, cwd=repo, env=_env(repo, **extra), stdout=log, stderr=log)
+        _, status, ru = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t0
+    if p.returncode != 0:
+        tail = (repo / "bench.log").read_text()[-3000:]
+        raise RuntimeError(f"{' '.join(cmd)} exited {p.returncode}:\n{tail}")
+    return {"wall_s": wall, "maxrss_mb": ru.ru_maxrss / 1024.0}
+
+
+def _train(repo: Path, args: list[str], **extra: str) -> dict[str, float]:
+    return _run([sys.executable, "-m", "src.train", *args], repo, **extra)
+
+
+def bench_overhead(n_jobs: int, rounds: int) -> dict[str, Any]:
+    """Per-job overhead of a multirun with MLflow tracking: (T(n+1 jobs) - T(1 job)) / n, jobs of 1 epoch.
+
+    The difference removes the process start, imports and store creation, i.e. it is the cost of a job once
+    the worker is warm. Measured for the basic launcher (jobs in the launching process) and for joblib with
+    n_jobs=2 (loky workers), with and without artifacts (4 figures + files per run)."""
+    out: dict[str, Any] = {"n_jobs": n_jobs, "rounds": rounds}
+    with tempfile.TemporaryDirectory(prefix="nnlab-bench-") as tmp:
+        repo = _scratch_project(Path(tmp))
+        seeds = ",".join(str(i) for i in range(n_jobs + 1))
+        common = ["-m", "study=overhead", "data=moons", "train.epochs=1", "train.seeds=1", "train.progress=false"]
+        variants = {
+            "basic": [],
+            "basic_no_artifacts": ["tracking.artifacts=false"],
+            "joblib2": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+            "joblib2_no_artifacts": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "tracking.artifacts=false"],
+        }
+        _train(repo, [*common, "train.seed=0"])  # creates the store once (first creation is not what we measure)
+        times: dict[str, dict[str, list[float]]] = {k: {"one": [], "many": []} for k in variants}
+        for _ in range(rounds):
+            for k, extra in variants.items():
+                times[k]["one"].append(_train(repo, [*common, *extra, "train.seed=0"])["wall_s"])
+                times[k]["many"].append(_train(repo, [*common, *extra, f"train.seed={seeds}"])["wall_s"])
+        for k in variants:
+            one, many = statistics.median(times[k]["one"]), statistics.median(times[k]["many"])
+            out[k] = {"one_job_s": one, f"{n_jobs + 1}_jobs_s": many, "per_warm_job_s": (many - one) / n_jobs}
+    b = out["basic_no_artifacts"]["per_warm_job_s"]
+    out["goals"] = {"< 0.3 s per warm job (basic, no artifacts)": b < 0.3,
+                    "< 0.3 s per warm job (basic, artifacts)": out["basic"]["per_warm_job_s"] < 0.3}
+    return out
+
+
+def bench_memory() -> dict[str, Any]:
+    """Peak RSS of one worker process: one job of the default preset (R=5), and the same job at R=128."""
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="nnlab-bench-") as tmp:
+        repo = _scratch_project(Path(tmp))
+        base = ["experiment=default", "data=moons", "init=he", "optimizer=adam", "train.progress=false"]
+        _train(repo, [*base, "train.epochs=1"])  # store creation outside the measurement
+        out["default_R5"] = _train(repo, base)
+        out["default_R128"] = _train(repo, [*base, "train.seeds=128"])
+        out["python_numpy_floor"] = _run([sys.executable, "-c", "import numpy"], repo)
+    out["goals"] = {"R=128 worker < 500 MB": out["default_R128"]["maxrss_mb"] < 500}
+    return out
+
+
+def bench_vectorize(rounds: int, epochs: int | None = None) -> dict[str, Any]:
+    """The default grid (48 jobs) run as-is vs packed by the vectorized sweeper; both with MLflow tracking."""
+    out: dict[str, Any] = {"rounds": rounds}
+    with tempfile.TemporaryDirectory(prefix="nnlab-bench-") as tmp:
+        repo = _scratch_project(Path(tmp))
+        extra = [f"train.epochs={epochs}"] if epochs else []
+        _train(repo, ["study=default", "train.epochs=1", "train.seeds=1", "train.progress=false"])
+        t: dict[str, list[float]] = {"per_job": [], "vectorized": []}
+        for _ in range(rounds):
+            t["per_job"].append(_train(repo, ["-m", "experiment=default", *extra])["wall_s"])
+            t["vectorized"].append(_train(repo, ["-m", "experiment=default", "hydra/sweeper=vectorized", *extra])
+                                   ["wall_s"])
+        out["per_job_s"] = statistics.median(t["per_job"])
+        out["vectorized_s"] = statistics.median(t["vectorized"])
+        out["speedup"] = out["per_job_s"] / out["vectorized_s"]
+        out["epochs"] = epochs or "preset"
+    return out
+
+
+def bench_dvc() -> dict[str, Any]:
+    """The default `dvc repro` in a scratch git+DVC copy (all studies of dvc.yaml), timed stage by stage."""
+    import yaml
+
+    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    studies = tuple(spec["stages"]["train"]["foreach"])
+    out: dict[str, Any] = {"studies": list(studies), "stages": {}}
+    with tempfile.TemporaryDirectory(prefix="nnlab-bench-dvc-") as tmp:
+        sys.path.insert(0, str(ROOT / "tests"))
+        from e2e_utils import make_project
+
+        repo = make_project(Path(tmp) / "repo", studies=studies, git=True)
+        order = ["generate"] + [f"train@{s}" for s in studies] + [s for s in spec["stages"]
+                                                                  if s not in ("generate", "train")]
+        for stage in order:
+            out["stages"][stage] = _run([sys.executable, "-m", "dvc", "repro", "-s", stage], repo)["wall_s"]
+        out["noop_repro_s"] = _run([sys.executable, "-m", "dvc", "repro"], repo)["wall_s"]
+    out["total_s"] = sum(out["stages"].values())
+    out["goals"] = {"dvc repro <= 5 min": out["total_s"] <= 300}
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- reporting
+
+
+def table(res: dict[str, Any]) -> str:
+    lines = ["| figure | measured | goal | met |", "|---|---|---|---|"]
+
+    def row(fig: str, val: str, goal: str, ok: bool | None) -> None:
+        lines.append(f"| {fig} | {val} | {goal} | {'—' if ok is None else ('yes' if ok else 'no')} |")
+
+    c = res.get("core")
+    if c:
+        p = c["per_iteration"]
+        row("plain NumPy loop, R=1 (baseline)", f"{p['plain_numpy']['cpu_us']:.0f} µs/iter", "", None)
+        row("nnlab `loop.fit` / plain loop", f"{c['nnlab_fit_vs_plain']:.2f}×", "≤ 1.2×", c["goals"][
+            "fit within 1.2x of plain"])
+        row("nnlab `MLP` step+update / plain loop", f"{c['nnlab_step_vs_plain']:.2f}×", "", None)
+        row("scikit-learn MLPClassifier / nnlab fit", f"{c['sklearn_vs_nnlab_fit']:.2f}× slower", "≥ 2×",
+            c["goals"]["fit >= 2x faster than sklearn"])
+    r = res.get("replicas")
+    if r:
+        for x in r["rows"]:
+            row(f"R={x['R']}: cost per replica-iteration vs R=1 (fit)",
+                f"{x['fit_cheaper_than_R1']:.1f}× cheaper ({x['fit_us_per_replica_iter']:.1f} µs; "
+                f"{x['gflops_per_s']:.2f} GFLOP/s, ≥{x['gbytes_per_s_lower_bound']:.1f} GB/s)",
+                "R=32: ≥ 4×" if x["R"] == 32 else "", (x["fit_cheaper_than_R1"] >= 4.0) if x["R"] == 32 else None)
+    v = res.get("vectorize")
+    if v:
+        row("default grid: 48 jobs / vectorized (packed) jobs", f"{v['speedup']:.1f}× faster "
+            f"({v['per_job_s']:.0f} s → {v['vectorized_s']:.0f} s)", "", None)
+    o = res.get("overhead")
+    if o:
+        for k in ("basic_no_artifacts", "basic", "joblib2_no_artifacts", "joblib2"):
+            if k in o:
+                row(f"warm job overhead, {k}", f"{o[k]['per_warm_job_s']:.2f} s/job",
+                    "< 0.3 s" if k.startswith("basic") else "", (o[k]["per_warm_job_s"] < 0.3)
+                    if k.startswith("basic") else None)
+    m = res.get("memory")
+    if m:
+        row("peak RSS, default job (R=5)", f"{m['default_R5']['maxrss_mb']:.0f} MB", "", None)
+        row("peak RSS, R=128", f"{m['default_R128']['maxrss_mb']:.0f} MB", "< 500 MB",
+            m["default_R128"]["maxrss_mb"] < 500)
+    d = res.get("dvc")
+    if d:
+        split = ", ".join(f"{k} {s:.0f} s" for k, s in d["stages"].items())
+        row("default `dvc repro` (2 cores)", f"{d['total_s']:.0f} s ({split})", "≤ 300 s", d["total_s"] <= 300)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="tiny sizes: checks that the script works (seconds)")
+    ap.add_argument("--only", default="core,replicas,vectorize,overhead,memory",
+                    help="comma-separated sections (core, replicas, vectorize, overhead, memory, dvc)")
+    ap.add_argument("--dvc", action="store_true", help="also run the default `dvc repro` (minutes)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results.json"))
+    args = ap.parse_args(argv)
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    sections = [s.strip() for s in args.only.split(",") if s.strip()]
+    if args.dvc and "dvc" not in sections:
+        sections.append("dvc")
+    q = args.quick
+    res: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                       "numpy": np.__version__, "load_avg_start": os.getloadavg()},
+                           "quick": q}
+    runners: dict[str, Callable[[], dict[str, Any]]] = {
+        "core": lambda: bench_core(200 if q else 15000, 1 if q else 5),
+        "replicas": lambda: bench_replicas(50 if q else 2000, 1 if q else 5, (1, 8) if q else (1, 8, 32, 128)),
+        "vectorize": lambda: bench_vectorize(1, epochs=20 if q else None),
+        "overhead": lambda: bench_overhead(2 if q else 8, 1 if q else 3),
+        "memory": bench_memory,
+        "dvc": bench_dvc,
+    }
+    for s in sections:
+        if s not in runners:
+            ap.error(f"unknown section {s!r}; valid: {', '.join(runners)}")
+        t0 = time.perf_counter()
+        print(f"[bench] {s} ...", file=sys.stderr, flush=True)
+        res[s] = runners[s]()
+        res[s]["section_wall_s"] = time.perf_counter() - t0
+    res["machine"]["load_avg_end"] = os.getloadavg()
+    text = table(res)
+    print(text)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(res, indent=2, default=float) + "\n")
+    print(f"\n(wrote {args.out})", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
