@@ -402,7 +402,8 @@ STYLE = ("body{font-family:sans-serif;max-width:1150px;margin:2em auto;padding:0
          "figcaption{font-size:12px;color:#555}.verdict{border-left:6px solid #999;padding:.2em .8em;margin:.6em 0;"
          "background:#fafafa}.confirmed{border-color:#2a8a2a}.refuted{border-color:#c0392b}"
          ".nuanced{border-color:#d4a017}.badge{font-weight:bold}.note{font-size:13px;color:#444}"
-         "section{margin-bottom:3em}")
+         "section{margin-bottom:3em}td.confirmed{color:#2a8a2a;font-weight:bold}td.refuted{color:#c0392b;"
+         "font-weight:bold}td.nuanced{color:#a07800;font-weight:bold}")
 
 
 def _index_html(sections: list[Section], missing: list[str]) -> str:

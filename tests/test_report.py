@@ -1,0 +1,155 @@
+"""The report: built from synthetic results folders; every study section, embedded images, byte-identical rebuilds."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from src import report, toys
+
+HEADER = ["job", "name", "overrides", "status", "run_id", "config_hash", "train_acc", "val_acc", "test_acc",
+          "test_acc_ci95", "train_loss", "val_loss", "test_loss", "epochs_used", "best_epoch", "diverged_fraction",
+          "stopped_early_fraction", "replicas", "wall_time_s", "error"]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _write_grid(d: Path, jobs: list[tuple[str, float, float, float]], status: dict[str, str] | None = None) -> None:
+    """runs.csv like src.callbacks writes it, plus curves/jobNNN.csv; jobs = (name, test_acc, ci, diverged)."""
+    d.mkdir(parents=True)
+    (d / "curves").mkdir()
+    with open(d / "runs.csv", "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(HEADER)
+        for i, (name, acc, ci, div) in enumerate(jobs):
+            st = (status or {}).get(name, "finished")
+            w.writerow([i, name, name.replace(",", " "), st, "", f"h{i}", min(1.0, acc + 0.03), acc, acc, ci,
+                        0.3, 0.35, 0.36, 200, 180, div, 0, 5, 1.5 + i, "boom\nline 2" if st == "failed" else ""])
+            with open(d / "curves" / f"job{i:03d}.csv", "w") as c:
+                c.write("epoch,train_loss,val_loss,train_acc,val_acc\n")
+                for e in range(0, 201, 20):
+                    c.write(f"{e},{1 / (e + 1):.6g},{1.1 / (e + 1):.6g},{acc * e / 200:.6g},{acc * e / 200:.6g}\n")
+    (d / "metrics.json").write_text(json.dumps({"jobs": len(jobs), "failed": 0, "diverged": 0}))
+
+
+def _png(path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(2, 1.5), dpi=50)
+    fig.add_subplot(1, 1, 1).plot([0, 1], [1, 0])
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def make_results(root: Path) -> Path:
+    """A results/ folder with grid studies, the three no-grid studies and an unregistered one."""
+    res = root / "results"
+    _write_grid(res / "s1_init", [("init=zeros", 0.5, 0.0, 0.0), ("init=he_normal", 0.96, 0.01, 0.0),
+                                  ("init=randn_x10", 0.72, 0.1, 0.0), ("init=xavier_normal", 0.95, 0.02, 0.0)])
+    bn_jobs = [(f"model.batchnorm={bn},init.std={s}" if bn == "true" else f"init.std={s},model.batchnorm={bn}",
+                acc, 0.01, 0.0) for s in ("1", "0.1", "0.01", "0.0001") for bn, acc in (("true", 0.95), ("false", 0.3))]
+    _write_grid(res / "s6_bn", bn_jobs)
+    _write_grid(res / "s4_clip", [("clip=none", float("nan"), float("nan"), 1.0), ("clip=value_1", 0.9, 0.02, 0.0)],
+                status={"clip=none": "diverged"})
+    _write_grid(res / "default", [("data=moons,init=he", 0.9, 0.02, 0.0), ("data=moons,init=zeros", 0.5, 0.0, 0.0),
+                                  ("data=flower,init=he", 0.0, 0.0, 0.0)], status={"data=flower,init=he": "failed"})
+    s2 = res / "s2_activations"
+    s2.mkdir()
+    (s2 / "metrics.json").write_text(json.dumps({
+        "tanh_std001_last_std": 3e-7, "tanh_std1_saturated_mean": 0.9, "tanh_xavier_layer1_std": 0.63,
+        "relu_he_last_over_first_std": 1.0, "deep_sigmoid_xavier_grad_factor_per_layer": 0.23,
+        "deep_relu_he_grad_factor_per_layer": 1.0}))
+    with open(s2 / "layer_stats.csv", "w") as f:
+        f.write("net,activation,layers,width,init,layer,replicas,act_mean,act_mean_ci95,act_std,act_std_ci95,"
+                "saturated,saturated_ci95,dead,dead_ci95,grad_norm,grad_norm_ci95,dz_norm,dz_norm_ci95\n")
+        for layer in (1, 2):
+            f.write(f"tanh_10x500,tanh,2,500,xavier,{layer},2,0,0,0.6,0.01,0,0,0,0,0.2,0.01,0.3,0.01\n")
+    for name in ("histograms_tanh_10x500.png", "grad_norms.png"):
+        _png(s2 / name)
+    toys.run(res / "toys")
+    s7 = res / "s7_gradcheck"
+    s7.mkdir()
+    (s7 / "metrics.json").write_text(json.dumps({"max_rel_error": 3e-9, "nets_failed": 0, "threshold": 1e-7}))
+    (s7 / "gradcheck.csv").write_text("net,overrides,param,shape,rel_error,eps,threshold,passed\n"
+                                      "relu,,W1,2x2x10,3e-09,1e-07,1e-07,1\nrelu,,b1,2x10,2e-09,1e-07,1e-07,1\n")
+    (res / "unrelated").mkdir()  # a folder without results: ignored
+    return res
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("rep")
+    res = make_results(root)
+    out = root / "reports"
+    report.build(res, out)
+    return res, out
+
+
+STUDIES = ("s1_init", "s2_activations", "toys", "s4_clip", "s6_bn", "s7_gradcheck", "default")
+
+
+def test_files_exist(built: tuple[Path, Path]) -> None:
+    _, out = built
+    assert (out / "index.html").stat().st_size > 10_000
+    for s in STUDIES:
+        md = (out / f"{s}.md").read_text()
+        assert md.startswith("# ")
+        for fig in re.findall(r"\]\((figures/[^)]+)\)", md):
+            assert (out / fig).read_bytes().startswith(PNG)
+    assert not (out / "unrelated.md").exists()
+
+
+def test_html_sections_verdicts_and_images(built: tuple[Path, Path]) -> None:
+    _, out = built
+    page = (out / "index.html").read_text()
+    for s in STUDIES:
+        assert f'<section id="{s}">' in page
+    assert page.index('id="s1_init"') < page.index('id="s2_activations"') < page.index('id="default"')
+    for verdict in ("CONFIRMED",):
+        assert verdict in page
+    assert "No claim is registered" in page  # default
+    assert "Not in this report" in page and "s5_early" in page
+    imgs = re.findall(r'<img src="data:image/png;base64,([^"]+)"', page)
+    assert len(imgs) >= 12
+    for data in imgs:
+        assert base64.b64decode(data).startswith(PNG)
+    assert "job data=flower,init=he failed: boom" in page
+    assert "0.960 ± 0.010" in page
+
+
+def test_study_pages_carry_the_verdicts(built: tuple[Path, Path]) -> None:
+    _, out = built
+    assert "**Verdict: CONFIRMED.**" in (out / "s1_init.md").read_text()
+    assert "**Verdict: CONFIRMED.**" in (out / "s6_bn.md").read_text()  # overrides in either order
+    assert "**Verdict: CONFIRMED.**" in (out / "s4_clip.md").read_text()
+    toys_md = (out / "toys.md").read_text()
+    assert toys_md.count("**Verdict:") == 2 and "-390" in toys_md
+    assert "| test acc (mean ± 95% CI) |" in (out / "s1_init.md").read_text()
+    assert "s6_bn_by_scale.png" in (out / "s6_bn.md").read_text()
+
+
+def test_two_builds_are_byte_identical(built: tuple[Path, Path], tmp_path: Path) -> None:
+    res, out = built
+    again = tmp_path / "again"
+    report.build(res, again)
+    files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+    for rel in files:
+        assert (out / rel).read_bytes() == (again / rel).read_bytes(), rel
+
+
+def test_builds_from_whatever_exists(tmp_path: Path) -> None:
+    res = tmp_path / "results"
+    _write_grid(res / "default", [("init=he", 0.9, 0.02, 0.0)])
+    assert report.main(["--results", str(res), "--out", str(tmp_path / "r")]) == 0
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert 'id="default"' in page and "s1_init" in page  # listed as not run
+    with pytest.raises(SystemExit, match="dvc repro"):
+        report.build(tmp_path / "empty", tmp_path / "r2")
