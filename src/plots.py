@@ -299,24 +299,42 @@ def toy_trajectories(paths: dict[str, np.ndarray], f: Any, path: str | Path, opt
     return _save(plt, fig, path)
 
 
-def clip_toy(series: dict[str, np.ndarray], path: str | Path) -> Path:
-    """x and loss x⁴ per step for the clipping toy, one line per setting (symlog x, log loss)."""
-    plt, fig = _figure(10, 3.6)
-    for i, (key, label) in enumerate((("x", "x"), ("loss", "loss x⁴"))):
-        ax = fig.add_subplot(1, 2, i + 1)
-        for name, s in series.items():
-            v = np.asarray(s[key], dtype=float)
-            shown = np.where(np.isfinite(v), v, np.nan)
-            ax.plot(np.arange(len(v)), shown, "o-", ms=3, label=name)
-        if key == "x":
-            ax.set_yscale("symlog", linthresh=1.0)
-        else:
-            ax.set_yscale("symlog", linthresh=1e-6)
-        ax.set_xlabel("step")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle("Loss x⁴ from x = 10, lr 0.1: without clipping the first step lands at −390", fontsize=10)
+def clip_toy(series: dict[str, dict[str, np.ndarray]], path: str | Path) -> Path:
+    """The clipping toy: x per step on a linear axis around the first step, and the loss on a log axis.
+
+    ``series[name]`` has arrays "x" and "loss" (step 0 = the start). Values off the x axis (the unclipped run after
+    its first step) and losses that are 0 or non-finite are left out of the plot and named in the legend instead.
+    """
+    plt, fig = _figure(10, 3.8)
+    ax = fig.add_subplot(1, 2, 1)
+    for name, s in series.items():
+        x = np.asarray(s["x"], dtype=float)
+        shown = np.where(np.isfinite(x) & (np.abs(x) <= 1e3), x, np.nan)
+        off = np.flatnonzero(~np.isfinite(shown))
+        label = name if not off.size else f"{name} (x = {x[off[0]]:.3g} at step {off[0]}, then off the axis)"
+        ax.plot(np.arange(len(x)), shown, "o-", ms=4, label=label)
+    ax.set_ylim(-420, 40)
+    ax.set_xlabel("step")
+    ax.set_ylabel("x")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax = fig.add_subplot(1, 2, 2)
+    for name, s in series.items():
+        loss = np.asarray(s["loss"], dtype=float)
+        ok = np.isfinite(loss) & (loss > 0)
+        notes = []
+        if np.any(loss == 0):
+            notes.append(f"0 from step {int(np.flatnonzero(loss == 0)[0])}")
+        if np.any(~np.isfinite(loss)):
+            notes.append(f"overflows at step {int(np.flatnonzero(~np.isfinite(loss))[0])}")
+        ax.plot(np.flatnonzero(ok), np.log10(loss[ok]), "o-", ms=4,
+                label=name + (f" ({', '.join(notes)})" if notes else ""))
+    ax.set_xlabel("step")
+    ax.set_ylabel("log10 of the loss x⁴")  # 1e-35 .. 1e259: beyond what a log axis can tick
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.suptitle("Loss x⁴ from x = 10, lr 0.1: unclipped, the first step lands at −390 and the loss explodes",
+                 fontsize=10)
     return _save(plt, fig, path)
 
 
