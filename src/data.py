@@ -37,9 +37,9 @@ from typing import Any
 import numpy as np
 
 __all__ = ["NAMES", "COURSE_NAMES", "SCHEMA_VERSION", "Dataset", "DatasetError", "make", "save", "load",
-           "generate_all", "main"]
+           "transform", "generate_all", "main"]
 
-NAMES: tuple[str, ...] = ("flower", "moons", "circles", "spiral", "xor", "gauss", "digits",
+NAMES: tuple[str, ...] = ("flower", "moons", "circles", "spiral", "xor", "gauss", "digits", "moons_noisy",
                           "circles_course", "moons_course", "flower_course")
 COURSE_NAMES: tuple[str, ...] = ("circles_course", "moons_course", "flower_course")
 SCHEMA_VERSION = 1
@@ -49,9 +49,11 @@ _SPLITS = ("train", "val", "test")
 _FIX = "run `dvc repro generate` (or `python -m src.data generate`)"
 
 # Defaults per recipe. The Playground generators default to noise 0, as the Playground itself does.
+# moons_noisy: few, noisy points a roomy net overfits (studies S5/S6; stands in for the course's football set).
 _DEFAULT_N = {"flower": 400, "moons": 400, "circles": 400, "spiral": 500, "xor": 500, "gauss": 500,
-              "digits": 1797}
-_DEFAULT_NOISE = {"flower": 0.2, "moons": 0.2, "circles": 0.05, "spiral": 0.0, "xor": 0.0, "gauss": 0.0}
+              "digits": 1797, "moons_noisy": 200}
+_DEFAULT_NOISE = {"flower": 0.2, "moons": 0.2, "circles": 0.05, "spiral": 0.0, "xor": 0.0, "gauss": 0.0,
+                  "moons_noisy": 0.35}
 _N_CLASSES = {name: 2 for name in NAMES} | {"digits": 10}
 _PLAYGROUND = ("spiral", "xor", "gauss")
 _MIN_SAMPLES = 10
@@ -221,7 +223,7 @@ def _generate(name: str, n: int, noise: float | None, seed: int) -> tuple[np.nda
         X, y = make_circles(n_samples=n, noise=noise, factor=0.8, random_state=seed)
         return X, y, {"generator": "sklearn.datasets.make_circles", "n_samples": n, "noise": noise,
                       "factor": 0.8}
-    if name == "moons":
+    if name in ("moons", "moons_noisy"):
         from sklearn.datasets import make_moons
 
         X, y = make_moons(n_samples=n, noise=noise, random_state=seed)
@@ -402,6 +404,44 @@ def make(name: str, *, seed: int = 0, n_samples: int | None = None, noise: float
         "sha256": _digest(frozen),
     }
     return Dataset(name=name, n_classes=n_classes, card=card, **frozen)
+
+
+def transform(ds: Dataset, shift: float = 0.0, scale: float = 1.0, standardize: bool | None = None) -> Dataset:
+    """The dataset with its features re-scaled: a pure function of ``ds`` (study S6, preprocessing).
+
+    ``standardize=False`` first undoes the generator's standardisation (back to raw units, using the card's
+    train mean/std); then every feature of every split becomes ``X * scale + shift``; ``standardize=True``
+    finally re-standardises with the *train* split's mean/std (a zero std is replaced by 1). ``None`` keeps the
+    data as generated. The identity (0, 1, None) returns ``ds`` itself, so default runs keep their digest;
+    otherwise the card records the transform and the new statistics, and the digest changes.
+    """
+    for label, v in (("shift", shift), ("scale", scale)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+            raise DatasetError(f"data.{label} must be a finite number, got {v!r}")
+    if scale == 0:
+        raise DatasetError("data.scale must be non-zero, got 0")
+    if standardize not in (None, True, False):
+        raise DatasetError(f"data.standardize must be true, false or null, got {standardize!r}")
+    if shift == 0 and scale == 1 and standardize is None:
+        return ds
+    X = {s: np.array(getattr(ds, f"X_{s}"), dtype=np.float64) for s in _SPLITS}
+    card = dict(ds.card)
+    if standardize is False and card.get("standardized") and card.get("mean") is not None:
+        mu, sd = np.asarray(card["mean"], dtype=np.float64), np.asarray(card["std"], dtype=np.float64)
+        X = {s: x * sd + mu for s, x in X.items()}
+    X = {s: x * float(scale) + float(shift) for s, x in X.items()}
+    mean = std = None
+    if standardize:
+        mu = X["train"].mean(axis=0)
+        sd = X["train"].std(axis=0)
+        sd = np.where(sd > 0, sd, 1.0)
+        X = {s: (x - mu) / sd for s, x in X.items()}
+        mean, std = [float(v) for v in mu], [float(v) for v in sd]
+    arrays = {**ds.arrays(), **{f"X_{s}": _freeze(x, np.float64) for s, x in X.items()}}
+    card.update(transform={"shift": float(shift), "scale": float(scale), "standardize": standardize,
+                           "source_sha256": ds.digest()},
+                standardized=bool(standardize), mean=mean, std=std, sha256=_digest(arrays))
+    return Dataset(name=ds.name, n_classes=ds.n_classes, card=card, **arrays)
 
 
 # ------------------------------------------------------------------------------------------------- save/load

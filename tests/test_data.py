@@ -69,7 +69,8 @@ def test_every_name_makes_a_well_formed_dataset(made: dict[str, Dataset], name: 
 def test_default_sizes_and_stratified_split(made: dict[str, Dataset]) -> None:
     totals = {n: sum(made[n].card["sizes"].values()) for n in NAMES}
     assert totals == {"flower": 400, "moons": 400, "circles": 400, "spiral": 500, "xor": 500, "gauss": 500,
-                      "digits": 1797, "circles_course": 500, "moons_course": 900, "flower_course": 1200}
+                      "digits": 1797, "moons_noisy": 200, "circles_course": 500, "moons_course": 900,
+                      "flower_course": 1200}
     moons = made["moons"]
     assert moons.card["sizes"] == {"train": 240, "val": 80, "test": 80}
     assert moons.card["split"]["stratified"] is True
