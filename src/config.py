@@ -26,10 +26,18 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataCfg:
-    """Which dataset (a file written by the `generate` stage) and where the files live."""
+    """Which dataset (a file written by the `generate` stage), where the files live, and an optional re-scaling.
+
+    `shift`/`scale` map every feature to `X * scale + shift` at load time (study S6, preprocessing);
+    `standardize`: null keeps the data as generated, false undoes the generator's standardisation first,
+    true re-standardises with the train split's statistics (see `src.data.transform`).
+    """
 
     name: str = MISSING
     dir: str = "data"
+    standardize: bool | None = None
+    shift: float = 0.0
+    scale: float = 1.0
 
 
 @dataclass
@@ -176,6 +184,9 @@ def validate(cfg: DictConfig | Config) -> None:
 
     c: Any = cfg
     _choice("data.name", c.data.name, data.NAMES)
+    if not math.isfinite(c.data.shift):
+        raise _bad("data.shift", c.data.shift, "a finite number")
+    _positive("data.scale", c.data.scale, allow_none=False)
     hidden = list(c.model.hidden)
     if any(h < 1 for h in hidden):
         raise _bad("model.hidden", hidden, "a list of layer sizes >= 1, e.g. [10, 5] (or [] for no hidden layer)")
