@@ -108,7 +108,8 @@ def run_job(cfg: DictConfig) -> float:
                     records.atomic_write_json(ctx["out_dir"] / records.RESULT_FILE, rec)
                     print(_summary_line(rec) + "  (resumed: already done)", flush=True)
                     return float(rec["metrics"].get("val_loss", float("nan")))
-        ds = data.load(cfg.data.name, cfg.data.dir)
+        ds = data.transform(data.load(cfg.data.name, cfg.data.dir), shift=float(cfg.data.shift),
+                            scale=float(cfg.data.scale), standardize=cfg.data.standardize)
         if tracker is not None:
             tags = {"nnlab.study": cfg.study, "nnlab.config_hash": chash, "nnlab.status": "running",
                     "nnlab.dataset_hash": ds.digest(), "nnlab.git_commit": records.git_commit(ROOT),
