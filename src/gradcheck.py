@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import math
 import re
 import sys
 from pathlib import Path
@@ -141,12 +142,14 @@ def run_suite(out: Path, *, threshold: float, batch: int, replicas: int, eps: fl
             w.writerow([label, " ".join(ov), r["param"], r["shape"], f"{r['rel_error']:.3e}", f"{e:g}", f"{thr:g}",
                         int(r["rel_error"] <= thr)])
         slug = re.sub(r"[^0-9a-zA-Z]+", "_", label.split(" (")[0]).strip("_")
-        metrics[f"max_rel_error_by_net/{slug}"] = worst[label]
+        # log10: `dvc metrics show` rounds to 5 decimals, which would print every error here as 0.0
+        metrics[f"log10_max_rel_error_by_net/{slug}"] = round(math.log10(max(worst[label], 1e-300)), 3)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "gradcheck.csv", buf.getvalue())
     standard = [worst[label] for label, _, e, t in SUITE if e is None and t is None]
     metrics.update({
         "max_rel_error": max(standard),
+        "log10_max_rel_error": round(math.log10(max(max(standard), 1e-300)), 3),
         "threshold": threshold,
         "eps": eps,
         "nets_checked": len(worst),

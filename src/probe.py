@@ -186,6 +186,10 @@ def headline(act_rows: list[dict[str, Any]], grad_rows: list[dict[str, Any]]) ->
             # backward factor per layer from the pre-activation gradients (excludes the input's own scale)
             dz = _get(grad_rows, "dz_norm", net=net)
             m[f"deep_{key}_grad_factor_per_layer"] = per_layer_factor(dz)
+    # `dvc metrics show` rounds to 5 decimals: the tiny ones are also given as log10
+    for key in ("tanh_std001_last_std", "relu_std001_last_over_first_std", "deep_sigmoid_xavier_grad_first_over_last"):
+        if key in m and m[key] > 0:
+            m[f"log10_{key}"] = float(np.log10(m[key]))
     return {k: float(v) for k, v in m.items()}
 
 

@@ -80,7 +80,8 @@ def test_suite_writes_csv_and_metrics(tmp_path: Path, data_dir: str, monkeypatch
     assert gradcheck.main(["--suite", "--out", str(tmp_path)]) == 0
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["nets_checked"] == 3 and m["nets_failed"] == 0 and 0 < m["max_rel_error"] < 1e-7
-    assert set(m) >= {"max_rel_error_by_net/relu", "max_rel_error_by_net/digits_tanh"}
+    assert set(m) >= {"log10_max_rel_error_by_net/relu", "log10_max_rel_error_by_net/digits_tanh"}
+    assert -12 < m["log10_max_rel_error"] < -7
     lines = (tmp_path / "gradcheck.csv").read_text().splitlines()
     assert lines[0] == "net,overrides,param,shape,rel_error,eps,threshold,passed"
     assert all(line.endswith(",1") for line in lines[1:])
