@@ -39,6 +39,7 @@ STUDIES: dict[str, str] = {
     "toys": "S3/S4 Toy problems: optimizer trajectories and gradient clipping",
     "s3_optim": "S3 Optimizers",
     "s3_course": "S3 Optimizers: the course's moons experiment",
+    "s3_decay": "S3 Learning-rate decay: the course's scheduled decay",
     "s4_clip": "S4 Gradient clipping in an unstable setting",
     "s5_early": "S5 Early stopping",
     "s6_bn": "S6 Batch normalisation across init scales",

@@ -164,6 +164,24 @@ def s3_course(rows: Sequence[Row]) -> Verdict:
                         "≈0.80.", ("sgd", "momentum_course", "momentum"))
 
 
+S3_DECAY_COURSE = {("sgd", "0.1"): 0.9467, ("momentum_course", "0.1"): 0.9567, ("adam", "0.01"): 0.94}
+
+
+def s3_decay(rows: Sequence[Row]) -> Verdict:
+    claim = ("With the course's scheduled decay lr0/(1 + floor(epoch/1000)) GD and Momentum (lr 0.1) catch up with "
+             "Adam (lr 0.01): train accuracy ≈0.947 / 0.957 / 0.94.")
+    found = {k: find(rows, optimizer=k[0], train__lr=k[1]) for k in S3_DECAY_COURSE}
+    if not all(_ok(r) for r in found.values()):
+        return _missing(claim, "optimizer=sgd|momentum_course,train.lr=0.1 and optimizer=adam,train.lr=0.01")
+    accs = {k: _f(r, "train_acc") for k, r in found.items()}
+    nums = ", ".join(f"{k[0]} lr {k[1]}: train {accs[k]:.3f} (course {ref})" for k, ref in S3_DECAY_COURSE.items())
+    if all(abs(accs[k] - ref) <= 0.02 for k, ref in S3_DECAY_COURSE.items()):
+        return Verdict(claim, CONFIRMED, nums)
+    if min(accs.values()) < 0.85:
+        return Verdict(claim, REFUTED, f"one optimizer stays far below the course: {nums}")
+    return Verdict(claim, NUANCED, f"all train, but not every number within 0.02 of the course: {nums}")
+
+
 def _clip_label(row: Row) -> tuple[bool, str]:
     """(unclipped?, label) from the overrides: `clip=none|value_1|...` or `train.clip_value/clip_norm=...`."""
     ov = parse_name(str(row.get("name", "")))
@@ -277,34 +295,51 @@ def _num(v: str | None) -> float:
         return 0.0
 
 
+def _std_key(ov: Mapping[str, str]) -> str | None:
+    return next((k for k in ov if k.startswith("data") and any(w in k.lower() for w in ("standardi", "preproc",
+                                                                                       "normali"))), None)
+
+
 def _is_raw(row: Row) -> bool:
+    """Raw input: `data.standardize=false` (or a similar key), else a data override naming raw/unscaled data."""
     ov = parse_name(str(row.get("name", "")))
-    for k, v in ov.items():
-        if not k.startswith("data"):
-            continue
-        low = f"{k}={v}".lower()
-        if "raw" in low or "shift" in low or "unscaled" in low:
-            return True
-        if ("standardi" in k.lower() or "preproc" in k.lower() or "normali" in k.lower()) and _truthy(v) is False:
-            return True
-    return False
+    key = _std_key(ov)
+    if key is not None:
+        return _truthy(ov[key]) is False
+    return any(w in f"{k}={v}".lower() for k, v in ov.items() if k.startswith("data") for w in ("raw", "unscaled"))
 
 
 def s6_preproc(rows: Sequence[Row]) -> Verdict:
-    claim = "Standardised inputs (fit on train) train better than raw shifted/scaled inputs at the same budget."
+    claim = ("Standardised inputs (fit on train) train better than raw inputs when the features are shifted or "
+             "scaled, at the same budget.")
     ok = [r for r in rows if _ok(r)]
-    raw = [r for r in ok if _is_raw(r)]
-    pre = [r for r in ok if not _is_raw(r)]
-    if not raw or not pre:
-        return _missing(claim, "a raw-input job and a standardised one")
-    bp = max(pre, key=lambda r: _f(r, "test_acc"))
-    br = max(raw, key=lambda r: _f(r, "test_acc"))
-    nums = f"best standardised {bp['name']} {_acc(bp)}; best raw {br['name']} {_acc(br)}"
-    if better(bp, br):
+    # pair each raw job with the standardised job of the same other data settings (shift, scale, dataset)
+    groups: dict[tuple, dict[bool, Row]] = {}
+    for r in ok:
+        ov = parse_name(str(r.get("name", "")))
+        key = _std_key(ov)
+        rest = tuple(sorted((k, v.replace("_raw", "").replace("_unscaled", "")) for k, v in ov.items()
+                            if k != key and k.startswith("data")))
+        groups.setdefault(rest, {})[_is_raw(r)] = r
+    pairs = {k: g for k, g in groups.items() if True in g and False in g}
+    if not pairs:
+        return _missing(claim, "a raw-input job and a standardised one with the same other settings")
+    trivial = {k for k in pairs if dict(k).get("data.shift", "0") in ("0", "0.0")
+               and dict(k).get("data.scale", "1") in ("1", "1.0")}
+    hard = {k: g for k, g in pairs.items() if k not in trivial} or pairs
+    wins = [k for k, g in hard.items() if better(g[False], g[True])]
+    losses = [k for k, g in hard.items() if better(g[True], g[False])]
+
+    def label(k: tuple) -> str:
+        return ",".join(f"{a}={b}" for a, b in k) or "(as generated)"
+
+    nums = "; ".join(f"{label(k)}: standardised {_acc(g[False])} vs raw {_acc(g[True])}" for k, g in hard.items())
+    if len(wins) == len(hard):
         return Verdict(claim, CONFIRMED, nums)
-    if better(br, bp):
-        return Verdict(claim, REFUTED, nums)
-    return Verdict(claim, NUANCED, f"the CIs overlap: {nums}")
+    if not wins:
+        return Verdict(claim, REFUTED, f"standardising never helps significantly: {nums}")
+    return Verdict(claim, NUANCED, f"standardising helps significantly in {len(wins)} of {len(hard)} settings"
+                   f"{f' and hurts in {len(losses)}' if losses else ''}: {nums}")
 
 
 # ---------------------------------------------------------------------------------- studies without a grid
@@ -395,6 +430,7 @@ ROW_RULES: dict[str, Callable[[Sequence[Row]], Verdict]] = {
     "s1_course": s1_course,
     "s3_optim": s3_optim,
     "s3_course": s3_course,
+    "s3_decay": s3_decay,
     "s4_clip": s4_clip,
     "s5_early": s5_early,
     "s6_bn": s6_bn,

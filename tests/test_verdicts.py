@@ -97,13 +97,25 @@ def test_s6_reg(reg_train: float, reg_test: float, expected: str) -> None:
     assert v.s6_reg(rows).verdict == expected
 
 
-@pytest.mark.parametrize(("pre", "raw", "expected"), [(0.95, 0.7, CONFIRMED), (0.9, 0.9, NUANCED),
+@pytest.mark.parametrize(("pre", "raw", "expected"), [(0.95, 0.7, CONFIRMED), (0.9, 0.9, REFUTED),
                                                       (0.6, 0.9, REFUTED)])
 def test_s6_preproc(pre: float, raw: float, expected: str) -> None:
     rows = [row("data=moons", pre), row("data=moons_raw", raw)]
     assert v.s6_preproc(rows).verdict == expected
-    rows = [row("data.standardize=true", pre), row("data.standardize=false", raw)]
-    assert v.s6_preproc(rows).verdict == expected
+    grid = []
+    for shift in ("0", "10"):
+        for scale in ("1", "100"):
+            hard = shift != "0" or scale != "1"
+            grid.append(row(f"data.standardize=True,data.shift={shift},data.scale={scale}", pre if hard else 0.9))
+            grid.append(row(f"data.scale={scale},data.standardize=False,data.shift={shift}", raw if hard else 0.9))
+    assert v.s6_preproc(grid).verdict == expected
+
+
+def test_s6_preproc_nuanced_and_missing() -> None:
+    rows = [row("data.standardize=true,data.shift=10", 0.95), row("data.standardize=false,data.shift=10", 0.7),
+            row("data.standardize=true,data.scale=100", 0.9), row("data.standardize=false,data.scale=100", 0.9)]
+    assert v.s6_preproc(rows).verdict == NUANCED
+    assert v.s6_preproc(rows[:1]).verdict == NO_DATA
 
 
 S2_GOOD = {"tanh_std001_last_std": 3e-7, "tanh_std1_saturated_mean": 0.9, "tanh_xavier_layer1_std": 0.63,
@@ -145,3 +157,13 @@ def test_judge_dispatch() -> None:
     assert v.judge("smoke", [row("init=he", 0.9)], {}) == []
     assert len(v.judge("toys", None, {})) == 2
     assert v.judge("s1_init", [], None)[0].verdict == NO_DATA
+
+
+@pytest.mark.parametrize(("accs", "expected"), [((0.947, 0.957, 0.94), CONFIRMED), ((0.92, 0.957, 0.94), NUANCED),
+                                                ((0.80, 0.957, 0.94), REFUTED)])
+def test_s3_decay(accs: tuple, expected: str) -> None:
+    names = ("optimizer=sgd,train.lr=0.1", "train.lr=0.1,optimizer=momentum_course", "optimizer=adam,train.lr=0.01")
+    rows = [row(n, a, train_acc=a) for n, a in zip(names, accs, strict=True)]
+    rows.append(row("optimizer=adam,train.lr=0.1", 0.5))
+    assert v.s3_decay(rows).verdict == expected
+    assert v.s3_decay(rows[:2]).verdict == NO_DATA
