@@ -122,7 +122,9 @@ def _cell(r: dict[str, Any], col: str) -> str:
     v = r.get(col, math.nan)
     if col == "test_acc":
         ci = r.get("test_acc_ci95", math.nan)
-        return f"{_fmt(v)} ± {_fmt(ci)}" if isinstance(ci, float) and math.isfinite(ci) else _fmt(v)
+        if not (isinstance(v, float) and math.isfinite(v)):
+            return "n/a"
+        return f"{v:.3f} ± {ci:.3f}" if isinstance(ci, float) and math.isfinite(ci) else f"{v:.3f}"
     if col in ("epochs_used", "best_epoch"):
         return f"{v:.0f}" if isinstance(v, float) and math.isfinite(v) else "n/a"
     if col == "wall_time_s":

@@ -254,8 +254,16 @@ def s6_bn(rows: Sequence[Row]) -> Verdict:
         return sum(_f(r, "test_acc") >= level for r in rs) / len(rs)
 
     f_bn, f_no = frac(by[True]), frac(by[False])
+    pairs: dict[str, dict[bool, Row]] = {}
+    for bn, rs in by.items():
+        for r in rs:
+            pairs.setdefault(parse_name(str(r.get("name", ""))).get("init.std", "?"), {})[bn] = r
+    both = [p for p in pairs.values() if len(p) == 2]
+    n_better = sum(better(p[True], p[False]) for p in both)
+    n_worse = sum(better(p[False], p[True]) for p in both)
     nums = (f"success (test acc ≥ {level:.3f}, 80% of the best) at {f_bn:.0%} of {len(by[True])} scales with BN, "
-            f"{f_no:.0%} of {len(by[False])} without")
+            f"{f_no:.0%} of {len(by[False])} without; BN significantly better at {n_better} and worse at {n_worse} "
+            f"of {len(both)} scales")
     if f_bn >= 0.75 and f_no <= 0.5:
         return Verdict(claim, CONFIRMED, nums)
     if f_bn <= f_no:
