@@ -78,11 +78,19 @@ def _find_done(tracker: Tracker, chash: str) -> Any | None:
     return None
 
 
-def run_job(cfg: DictConfig) -> float:
-    """Run one configured job; return the mean final validation loss (what a Hydra sweeper minimises)."""
+def run_job(cfg: DictConfig, ctx: dict[str, Any] | None = None, trained: Any = None) -> float:
+    """Run one configured job; return the mean final validation loss (what a Hydra sweeper minimises).
+
+    A job with `+pack=...` (from `hydra/sweeper=vectorized`) trains several configs at once: see src/vectorize.py,
+    which then calls this function once per config with its own `ctx` and its already `trained` (result, net).
+    """
     import os
 
-    ctx = _job_context()
+    if trained is None and cfg.get("pack"):
+        from src.vectorize import run_packed
+
+        return run_packed(cfg)
+    ctx = ctx or _job_context()
     cfg_dict = to_container(cfg)
     chash = records.config_hash(cfg_dict)
     name = _run_name(ctx["overrides"], ctx["num"])
@@ -118,7 +126,7 @@ def run_job(cfg: DictConfig) -> float:
             run_id = tracker.start_run(name, tags, parent_id=rec["parent_run_id"])
             rec["run_id"] = run_id
             tracker.log_params(run_id, flatten(cfg_dict))
-        rec["metrics"], rec["status"] = _train_and_log(cfg, cfg_dict, ds, tracker, run_id, ctx["out_dir"])
+        rec["metrics"], rec["status"] = _train_and_log(cfg, cfg_dict, ds, tracker, run_id, ctx["out_dir"], trained)
         if tracker is not None and run_id is not None:
             tracker.end_run(run_id, "KILLED" if rec["status"] == "killed" else "FINISHED")
         if rec["status"] == "killed":
@@ -169,7 +177,17 @@ def _close(tracker: Tracker | None, run_id: str | None, status: str, rec: dict[s
 
 
 def _train_and_log(cfg: DictConfig, cfg_dict: dict[str, Any], ds: data.Dataset, tracker: Tracker | None,
-                   run_id: str | None, out_dir: Path) -> tuple[dict[str, float], str]:
+                   run_id: str | None, out_dir: Path, trained: Any = None) -> tuple[dict[str, float], str]:
+    if trained is not None:  # a packed job's slice (src/vectorize.py), or the exception its shared fit raised
+        if isinstance(trained, BaseException):
+            raise trained
+        result, net = trained
+    else:
+        result, net = _train(cfg, ds)
+    return _log_result(cfg, cfg_dict, ds, result, net, tracker, run_id, out_dir)
+
+
+def _train(cfg: DictConfig, ds: data.Dataset) -> tuple[Any, Any]:
     from src import factory
     from src.loop import LoopConfig, fit
 
@@ -191,6 +209,11 @@ def _train_and_log(cfg: DictConfig, cfg_dict: dict[str, Any], ds: data.Dataset, 
     finally:
         if limiter is not None:
             limiter.unregister()
+    return result, net
+
+
+def _log_result(cfg: DictConfig, cfg_dict: dict[str, Any], ds: data.Dataset, result: Any, net: Any,
+                tracker: Tracker | None, run_id: str | None, out_dir: Path) -> tuple[dict[str, float], str]:
     metrics = records.final_metrics(result)
     status = records.status_of(result)
     records.atomic_write_text(out_dir / "curve.csv", records.mean_curve_csv(result))

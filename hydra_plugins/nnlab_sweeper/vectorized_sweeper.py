@@ -1,0 +1,7 @@
+"""`hydra/sweeper=vectorized` (conf/hydra/sweeper/vectorized.yaml): see src/sweeper.py."""
+
+from src.sweeper import VectorizedSweeper as _Base
+
+
+class VectorizedSweeper(_Base):
+    """Hydra's basic sweeper, with configs that differ only in per-replica numbers packed into one job."""

@@ -1,0 +1,75 @@
+"""`hydra/sweeper=vectorized`: Hydra's basic sweeper, with configs that differ only in per-replica numbers packed.
+
+Why a sweeper: it is the one place that sees the whole grid before any job starts, and it works with every
+launcher (basic, joblib, submitit, ray): packing happens before launching, the launcher just runs fewer,
+bigger jobs. It composes each config of the cartesian product (as the basic sweeper already does to validate
+them), groups those equal everywhere except at `src.vectorize.PACKABLE` paths, and launches one job per group
+with `+pack='<json>'` and its own job folder `pack<g>`; the job (src/vectorize.py) writes each config's records
+under `<sweep dir>/<config index>/`, so `runs.csv`, the leaderboard and MLflow look as if every config had
+been a job of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf, open_dict
+
+from src import vectorize
+
+log = logging.getLogger(__name__)
+
+
+class VectorizedSweeper(BasicSweeper):
+    """Cartesian product like BasicSweeper; configs differing only at PACKABLE paths share one job."""
+
+    def __init__(self, max_batch_size: int | None = None, params: dict[str, str] | None = None,
+                 max_replicas: int = 1024) -> None:
+        super().__init__(max_batch_size=max_batch_size, params=params)
+        self.max_replicas = int(max_replicas)
+
+    def plan(self, arguments: list[str]) -> list[list[str]]:
+        """The job override lists: one per pack (each with `+pack=...` and `hydra.sweep.subdir=pack<g>`)."""
+        assert self.config is not None and self.hydra_context is not None
+        params_conf = self._parse_config()
+        params_conf.extend(arguments)
+        loader = self.hydra_context.config_loader
+        overrides = OverridesParser.create(config_loader=loader).parse_overrides(params_conf)
+        jobs = self.split_arguments(overrides, None)[0]
+        groups: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        for i, ov in enumerate(jobs):
+            composed = loader.load_sweep_config(self.config, list(ov))
+            with open_dict(composed):
+                del composed["hydra"]
+            d = OmegaConf.to_container(composed, resolve=False)
+            assert isinstance(d, dict)
+            key = vectorize.group_key(d)
+            groups.setdefault(key if key is not None else f"alone:{i}", []).append((i, d))
+        batch: list[list[str]] = []
+        for members in groups.values():
+            seeds = int(members[0][1]["train"]["seeds"])
+            per_job = max(1, self.max_replicas // max(seeds, 1))
+            for s in range(0, len(members), per_job):
+                chunk = members[s:s + per_job]
+                entries = [vectorize.pack_entry(i, jobs[i], d) for i, d in chunk]
+                batch.append([*jobs[chunk[0][0]], vectorize.encode(entries), f"hydra.sweep.subdir=pack{len(batch)}"])
+        log.info(f"vectorized sweeper: {len(jobs)} configs in {len(batch)} jobs")
+        print(f"[vectorized] {len(jobs)} configs packed into {len(batch)} jobs", flush=True)
+        return batch
+
+    def sweep(self, arguments: list[str]) -> Any:
+        assert self.config is not None and self.launcher is not None
+        batch = self.plan(arguments)
+        self.overrides = [batch]
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        self.batch_index = 1
+        results = self.launcher.launch(batch, initial_job_idx=0)
+        for r in results:
+            _ = r.return_value  # re-raises a job's exception, as the basic sweeper does
+        return [results]

@@ -1,0 +1,233 @@
+"""Grid vectorisation: train several configs of a sweep as ONE replica-batched net, record each config apart.
+
+Why: a grid's configs often differ only in numbers the maths already takes per replica -- the initializer and
+its scale, the learning rate, clipping thresholds, patience, L2, the seed. Training them as separate jobs pays
+Python, Hydra and process overhead once per config; packed, n configs × S seeds are one net of R = n·S
+replicas trained by one `loop.fit` (R=32 costs ~4x less per replica than R=1, see benchmarks/bench.py).
+Replica r of the packed net uses exactly the seed, initializer, learning rate, thresholds and patience it
+would have used alone, so each config's numbers are the same as an unpacked run's (tests/test_vectorize.py
+checks it to 1e-12); what is shared is only the wall time, reported per config as the job's time / n.
+
+Flow: `src.sweeper.VectorizedSweeper` (`hydra/sweeper=vectorized`) composes every config of the grid, groups
+the ones that differ only at PACKABLE paths, and launches one job per group with `+pack='<json>'`: one entry
+per config with its sweep index, its overrides and its values at the packable paths. `src.job.run_job` hands
+such a job to :func:`run_packed`, which fits once, splits the FitResult per config and calls `run_job` again
+for each config with the trained slice, so every config gets the ordinary MLflow child run, `result.json`
+(in `<sweep dir>/<index>/`) and runs.csv row, through the very same code as an unpacked job.
+
+Differences from unpacked runs, on purpose: a config's history is cut at its last active epoch (the packed
+loop runs until every config has stopped); activation-histogram bin edges are shared by the whole pack.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+# Leaf paths whose values may differ inside one pack: the maths takes each of them per replica.
+PACKABLE: tuple[str, ...] = (
+    "init.name", "init.std", "init.mean", "init.a", "init.value", "init.gain",
+    "train.lr", "train.seed", "train.clip_norm", "train.clip_value", "train.patience", "model.l2",
+)
+PACK_KEY = "pack"
+
+
+# ----------------------------------------------------------------------------------------- grouping (sweeper)
+
+
+def _get(d: Mapping[str, Any], path: str) -> Any:
+    node: Any = d
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return node
+
+
+def group_key(cfg: Mapping[str, Any]) -> str | None:
+    """What must be equal for two configs to share a pack (None: never packed, e.g. the course's fixed init)."""
+    if _get(cfg, "init.course"):
+        return None
+    d = copy.deepcopy({k: v for k, v in cfg.items() if k not in ("hydra", PACK_KEY)})
+    for path in PACKABLE:
+        *parents, leaf = path.split(".")
+        node = d
+        for p in parents:
+            node = node.get(p, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return json.dumps(d, sort_keys=True, default=str)
+
+
+def pack_entry(num: int, overrides: list[str], cfg: Mapping[str, Any]) -> dict[str, Any]:
+    return {"num": int(num), "overrides": list(overrides), "set": {p: _get(cfg, p) for p in PACKABLE}}
+
+
+def encode(entries: list[dict[str, Any]]) -> str:
+    """The `+pack=` override: JSON inside Hydra single quotes (JSON itself never contains a single quote here)."""
+    text = json.dumps(entries, separators=(",", ":"))
+    if "'" in text or "\\" in text:
+        raise ValueError("a packed value contains a quote or backslash; run this grid without vectorization")
+    return f"+{PACK_KEY}='{text}'"
+
+
+# ------------------------------------------------------------------------------------------- the packed job
+
+
+def sub_configs(cfg: DictConfig) -> tuple[list[dict[str, Any]], list[DictConfig]]:
+    """The pack's entries and one full config per entry (the job's config with the entry's packed values)."""
+    entries = json.loads(str(cfg[PACK_KEY]))
+    base = copy.deepcopy(cfg)
+    with open_dict(base):
+        del base[PACK_KEY]
+    subs = []
+    for e in entries:
+        sub = copy.deepcopy(base)
+        for path, value in e["set"].items():
+            OmegaConf.update(sub, path, value, merge=False)
+        subs.append(sub)
+    return entries, subs
+
+
+def _per_replica(values: list[Any], S: int, off: float | None) -> np.ndarray | None:
+    """(n·S,) array of per-config values (None -> `off`); None when every config has it off."""
+    if all(v is None for v in values):
+        return None
+    return np.repeat(np.array([off if v is None else float(v) for v in values], dtype=np.float64), S)
+
+
+def build_packed(subs: list[DictConfig], ds: Any) -> tuple[Any, Any, Any, Any]:
+    """One net of R = n·S replicas, its optimizer, schedule and LoopConfig for the n configs `subs`."""
+    from src import factory
+    from src.loop import LoopConfig
+    from src.nn import MLP, optimizers
+
+    base = subs[0]
+    S = int(base.train.seeds)
+    m, t = base.model, base.train
+    net = MLP(
+        sizes=factory.layer_sizes(base, ds),
+        activation=m.activation,
+        init=[str(c.init.name) for c in subs for _ in range(S)],
+        init_kwargs=[factory.init_kwargs(c.init) for c in subs for _ in range(S)],
+        seeds=[int(c.train.seed) + r for c in subs for r in range(S)],
+        batchnorm=bool(m.batchnorm),
+        dropout=float(m.dropout),
+        l2=np.repeat([float(c.model.l2) for c in subs], S),
+        bn_momentum=float(m.bn_momentum),
+        leaky_slope=float(m.leaky_slope),
+        dtype=np.dtype(t.dtype).type,
+    )
+    lr = np.repeat([float(c.train.lr) for c in subs], S)
+    opt = optimizers.get(base.optimizer.name, lr=lr, **factory.optimizer_kwargs(base.optimizer))
+    loop_cfg = LoopConfig(
+        epochs=int(t.epochs), batch_size=t.batch_size,
+        clip_value=_per_replica([c.train.clip_value for c in subs], S, np.inf),
+        clip_norm=_per_replica([c.train.clip_norm for c in subs], S, np.inf),
+        patience=_per_replica([c.train.patience for c in subs], S, np.inf),
+        min_delta=float(t.min_delta), log_every=int(t.log_every), shuffle=t.shuffle, progress=bool(t.progress))
+    return net, opt, factory.build_schedule(base), loop_cfg
+
+
+def split_result(result: Any, sl: slice, n: int) -> Any:
+    """Config `sl`'s share of a packed FitResult (replica axis sliced, history cut at its last active epoch)."""
+    from src.loop import FitResult
+
+    last = int(result.epochs_used[sl].max()) if result.epochs.size else 0
+    keep = result.epochs <= max(last, 0)
+    diag_epochs, diagnostics = [], []
+    for e, stats in zip(result.diag_epochs, result.diagnostics, strict=True):
+        e = min(int(e), last)  # the final diagnosis (after the packed loop) describes this config's final weights
+        if diag_epochs and diag_epochs[-1] == e:
+            diag_epochs.pop()
+            diagnostics.pop()
+        diag_epochs.append(e)
+        diagnostics.append({k: np.asarray(v)[sl] for k, v in stats.items()})
+    hists = {k: [(np.asarray(c)[sl], edges) for c, edges in layers] for k, layers in result.histograms.items()}
+    return FitResult(
+        epochs=result.epochs[keep], history={k: v[keep][:, sl] for k, v in result.history.items()},
+        final={k: v[sl] for k, v in result.final.items()}, epochs_used=result.epochs_used[sl],
+        best_epoch=result.best_epoch[sl], diverged=result.diverged[sl], diverged_epoch=result.diverged_epoch[sl],
+        stopped_early=result.stopped_early[sl], diag_epochs=diag_epochs, diagnostics=diagnostics,
+        histograms=hists, wall_time=result.wall_time / n, interrupted=result.interrupted)
+
+
+def subnet(net: Any, sl: slice) -> Any:
+    """Replicas `sl` of a packed net as a net of their own (copies: artifacts and figures read it)."""
+    sub = copy.copy(net)
+    sub.params = {k: v[sl].copy() for k, v in net.params.items()}
+    sub.state = {k: v[sl].copy() for k, v in net.state.items()}
+    sub.seeds = list(net.seeds[sl])
+    sub.replicas = len(sub.seeds)
+    sub.init = list(net.init[sl])
+    sub.init_kwargs = list(net.init_kwargs[sl])
+    sub.dropout_rngs = list(net.dropout_rngs[sl])
+    lam = net.l2
+    sub.l2 = lam[sl] if isinstance(lam, np.ndarray) else lam
+    return sub
+
+
+def run_packed(cfg: DictConfig) -> float:
+    """Fit every config of `cfg.pack` at once, then record each through `src.job.run_job`."""
+    from src import data, job
+    from src.loop import fit
+    from src.records import config_hash
+    from src.tracking import Tracker, resolve_uri
+
+    entries, subs = sub_configs(cfg)
+    ctx = job._job_context()
+    sweep_dir: Path = ctx["sweep_dir"] or ctx["out_dir"]
+
+    def sub_ctx(e: dict[str, Any]) -> dict[str, Any]:
+        return {"out_dir": sweep_dir / str(e["num"]), "multirun": True, "overrides": e["overrides"],
+                "num": e["num"], "sweep_dir": ctx["sweep_dir"]}
+
+    # Configs already done (+resume=true) and invalid ones are left out of the fit; run_job records them.
+    todo = list(range(len(subs)))
+    from src.config import ConfigError, to_container, validate
+
+    bad: set[int] = set()
+    for k, sub in enumerate(subs):
+        try:
+            validate(sub)
+        except (ConfigError, ValueError):
+            bad.add(k)
+    if cfg.get("resume", False) and cfg.tracking.enabled:
+        tracker = Tracker(resolve_uri(cfg.tracking.uri), cfg.tracking.experiment or cfg.study)
+        bad |= {k for k in todo if job._find_done(tracker, config_hash(to_container(subs[k]))) is not None}
+    todo = [k for k in todo if k not in bad]
+    trained: dict[int, Any] = {}
+    if todo:
+        t0 = time.perf_counter()
+        try:
+            base = subs[todo[0]]
+            ds = data.transform(data.load(base.data.name, base.data.dir), shift=float(base.data.shift),
+                                scale=float(base.data.scale), standardize=base.data.standardize)
+            net, opt, schedule, loop_cfg = build_packed([subs[k] for k in todo], ds)
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(limits=1, user_api="blas"):
+                result = fit(net, opt, schedule, ds, loop_cfg, activation=base.model.activation)
+            S = int(base.train.seeds)
+            for j, k in enumerate(todo):
+                sl = slice(j * S, (j + 1) * S)
+                trained[k] = (split_result(result, sl, len(todo)), subnet(net, sl))
+        except Exception as exc:  # noqa: BLE001 - every config of the pack is recorded as failed by run_job
+            trained = {k: exc for k in todo}
+        print(f"packed job: {len(todo)} configs × {int(subs[0].train.seeds)} seeds in one fit, "
+              f"{time.perf_counter() - t0:.1f}s", flush=True)
+    losses, interrupted = [], False
+    for k, (e, sub) in enumerate(zip(entries, subs, strict=True)):
+        try:
+            losses.append(job.run_job(sub, ctx=sub_ctx(e), trained=trained.get(k)))
+        except KeyboardInterrupt:
+            interrupted = True  # record the others (as killed) before stopping the sweep
+    if interrupted:
+        raise KeyboardInterrupt
+    finite = [v for v in losses if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
