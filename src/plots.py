@@ -224,13 +224,17 @@ def activation_grid(acts: dict[str, list[np.ndarray]], path: str | Path, value_r
     """Histograms of each hidden layer's activations: layers across, initialisations down (the articles' figure).
 
     ``acts[init]`` is a list of 1-D arrays, one per layer. ``value_range`` fixes the x range (sigmoid (0, 1), tanh
-    (-1, 1)); ``None`` (ReLU) histograms the non-zero values per panel and notes the fraction of exact zeros.
+    (-1, 1)); ``None`` (ReLU) histograms the non-zero values on one range per ROW (0 to the row's largest value,
+    so a shrinking or growing scale shows across layers; a zero-bias ReLU net is positively homogeneous, so
+    per-panel ranges would make every init look alike) and notes the fraction of exact zeros.
     ``stats[(init, layer)]`` (rows of ``src.probe``) adds the mean-over-replicas std to each panel's title.
     """
     inits = list(acts)
     L = max(len(v) for v in acts.values())
     plt, fig = _figure(1.7 * L + 0.8, 1.6 * len(inits) + 0.6)
     for i, init in enumerate(inits):
+        row_hi = max((float(np.max(np.abs(a[np.isfinite(a)]), initial=0.0)) for a in map(np.asarray, acts[init])),
+                     default=1.0)
         for layer, a in enumerate(acts[init], start=1):
             ax = fig.add_subplot(len(inits), L, i * L + layer)
             a = np.asarray(a, dtype=float)
@@ -240,7 +244,7 @@ def activation_grid(acts: dict[str, list[np.ndarray]], path: str | Path, value_r
                 zeros = float(np.mean(a == 0)) if a.size else 0.0
                 a = a[a != 0]
                 note = f"\n{zeros:.0%} zero"
-            rng = value_range if value_range is not None else ((float(a.min()), float(a.max())) if a.size else (0, 1))
+            rng = value_range if value_range is not None else (0.0, row_hi if row_hi > 0 else 1.0)
             if rng[1] <= rng[0]:
                 rng = (rng[0] - 0.5, rng[1] + 0.5)
             ax.hist(a, bins=bins, range=rng, color="tab:blue")
