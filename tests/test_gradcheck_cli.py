@@ -92,3 +92,9 @@ def test_help_is_fast() -> None:
     out = subprocess.run([sys.executable, "-m", "src.gradcheck", "--help"], cwd=ROOT, capture_output=True,
                          text=True, timeout=30)
     assert out.returncode == 0 and "--threshold" in out.stdout and "override" in out.stdout
+
+
+def test_missing_dataset_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert gradcheck.main([f"data.dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("nnlab: error:") and "\n" not in err and "dvc repro" in err
