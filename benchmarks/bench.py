@@ -234,6 +234,7 @@ def _scratch_project(tmp: Path, studies: tuple[str, ...] = ("default",), data_fr
     from e2e_utils import make_project
 
     repo = make_project(tmp / "repo", studies=studies, git=False)
+    shutil.copytree(ROOT / "hydra_plugins", repo / "hydra_plugins", ignore=shutil.ignore_patterns("__pycache__"))
     src = data_from or ROOT / "data"
     if src.exists():
         shutil.copytree(src, repo / "data")
@@ -346,7 +347,11 @@ def bench_dvc() -> dict[str, Any]:
         sys.path.insert(0, str(ROOT / "tests"))
         from e2e_utils import make_project
 
-        repo = make_project(Path(tmp) / "repo", studies=studies, git=True)
+        repo = make_project(Path(tmp) / "repo", studies=studies, git=False)
+        shutil.copytree(ROOT / "hydra_plugins", repo / "hydra_plugins", ignore=shutil.ignore_patterns("__pycache__"))
+        for cmd in (["git", "init", "-q", "-b", "main"], [sys.executable, "-m", "dvc", "init", "-q"],
+                    ["git", "add", "-A"], ["git", "commit", "-qm", "bench"]):
+            subprocess.run(cmd, cwd=repo, env=_env(repo), check=True, capture_output=True)
         order = ["generate"] + [f"train@{s}" for s in studies] + [s for s in spec["stages"]
                                                                   if s not in ("generate", "train")]
         for stage in order:

@@ -1,0 +1,161 @@
+"""Grid vectorisation: a packed job computes exactly what the unpacked jobs compute, and records each config.
+
+The maths test is the contract of src/vectorize.py: configs that differ only in per-replica numbers (init and
+its scale, lr, clipping threshold, patience, L2, seed) give the same final metrics and curves to 1e-12 whether
+they run as separate jobs or as one net of n·S replicas.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from src import data, vectorize
+from src.loop import fit
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = ["data=moons", "train.epochs=60", "train.seeds=2", "train.log_every=5", "tracking.enabled=false",
+        "train.progress=false"]
+VARIANTS = [
+    ["init=he", "train.lr=0.05"],
+    ["init=xavier", "train.lr=0.1", "train.clip_norm=0.5"],
+    ["init=normal", "init.std=0.5", "train.patience=1", "train.seed=7"],
+    ["init=zeros", "model.l2=0.01", "train.clip_value=0.01"],
+    ["init=he", "train.lr=0.5", "train.patience=3", "train.clip_norm=2.0"],
+]
+
+
+def _compose(overrides: list[str]) -> DictConfig:
+    from hydra import compose, initialize_config_dir
+
+    from src.config import register
+
+    register()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    return cfg
+
+
+def _plain(cfg: DictConfig) -> dict[str, Any]:
+    out = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(out, dict)
+    out.pop("hydra", None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def ds() -> data.Dataset:
+    return data.make("moons", n_samples=200)
+
+
+def test_group_key_packs_per_replica_numbers_only() -> None:
+    cfgs = [_plain(_compose(BASE + v)) for v in VARIANTS]
+    keys = {vectorize.group_key(c) for c in cfgs}
+    assert len(keys) == 1 and None not in keys
+    assert vectorize.group_key(_plain(_compose(BASE + ["optimizer=sgd"]))) not in keys  # another update rule
+    assert vectorize.group_key(_plain(_compose(BASE + ["train.seeds=3"]))) not in keys  # another R per config
+    assert vectorize.group_key(_plain(_compose(BASE + ["data=flower"]))) not in keys
+    assert vectorize.group_key(_plain(_compose(BASE + ["init.course=true"]))) is None  # a fixed draw: alone
+
+
+def test_pack_override_round_trip() -> None:
+    cfgs = [_compose(BASE + v) for v in VARIANTS]
+    entries = [vectorize.pack_entry(i, BASE + v, _plain(c)) for i, (v, c) in enumerate(zip(VARIANTS, cfgs,
+                                                                                          strict=True))]
+    override = vectorize.encode(entries)
+    assert override.startswith("+pack='")
+    job_cfg = _compose(BASE + VARIANTS[0] + [override])  # Hydra's own parser reads it back
+    got_entries, subs = vectorize.sub_configs(job_cfg)
+    assert [e["num"] for e in got_entries] == list(range(len(VARIANTS)))
+    for sub, cfg in zip(subs, cfgs, strict=True):
+        assert _plain(sub) == _plain(cfg)
+
+
+def test_packed_fit_equals_separate_fits(ds: data.Dataset) -> None:
+    from src import job
+
+    subs = [_compose(BASE + v) for v in VARIANTS]
+    net, opt, schedule, loop_cfg = vectorize.build_packed(subs, ds)
+    assert net.replicas == 2 * len(VARIANTS)
+    packed = fit(net, opt, schedule, ds, loop_cfg, activation="relu")
+    for k, cfg in enumerate(subs):
+        alone, alone_net = job._train(cfg, ds)
+        sl = slice(2 * k, 2 * k + 2)
+        part = vectorize.split_result(packed, sl, len(VARIANTS))
+        for key, v in alone.final.items():
+            np.testing.assert_allclose(part.final[key], v, rtol=0, atol=1e-12, err_msg=f"{VARIANTS[k]} {key}")
+        np.testing.assert_array_equal(part.epochs_used, alone.epochs_used)
+        np.testing.assert_array_equal(part.stopped_early, alone.stopped_early)
+        np.testing.assert_array_equal(part.best_epoch, alone.best_epoch)
+        np.testing.assert_array_equal(part.epochs, alone.epochs)
+        for key, v in alone.history.items():
+            np.testing.assert_allclose(part.history[key], v, rtol=0, atol=1e-12, err_msg=f"{VARIANTS[k]} {key}")
+        sub = vectorize.subnet(net, sl)
+        for key, v in alone_net.params.items():
+            np.testing.assert_allclose(sub.params[key], v, rtol=0, atol=1e-12)
+    assert any(vectorize.split_result(packed, slice(2 * k, 2 * k + 2), 5).stopped_early.any() for k in (2, 4)), \
+        "the grid should exercise per-replica early stopping"
+
+
+def test_loop_patience_per_replica(ds: data.Dataset) -> None:
+    """inf patience = no early stopping for that replica (and no restoring of best weights)."""
+    from src.loop import LoopConfig
+    from src.nn import MLP, optimizers, schedules
+
+    def run(patience: Any, R: int = 2) -> Any:
+        net = MLP([2, 10, 5, 1], replicas=R, seed=3)
+        cfg = LoopConfig(epochs=80, log_every=5, patience=patience)
+        return fit(net, optimizers.get("adam", lr=0.5), schedules.get("constant"), ds, cfg)
+
+    mixed = run(np.array([np.inf, 1.0]))
+    none, one = run(None), run(1)
+    np.testing.assert_allclose(mixed.final["val_loss"][0], none.final["val_loss"][0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(mixed.final["val_loss"][1], one.final["val_loss"][1], rtol=0, atol=1e-12)
+    assert not mixed.stopped_early[0]
+    with pytest.raises(ValueError, match="patience"):
+        run(np.array([1.0, 2.0, 3.0]))
+
+
+@pytest.mark.e2e
+def test_vectorized_sweep_records_one_child_per_config(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from e2e_utils import env_for, make_project, py
+
+    repo = make_project(tmp_path / "p", git=False)
+    shutil.copytree(ROOT / "hydra_plugins", repo / "hydra_plugins", ignore=shutil.ignore_patterns("__pycache__"))
+    py(["-m", "src.data", "generate", "--out", "data"], repo)
+    proc = py(["-m", "src.train", "-m", "experiment=smoke", "hydra/sweeper=vectorized", "train.epochs=20",
+               "train.lr=0.05,0.1"], repo, timeout=600)
+    assert "6 configs packed into 1 jobs" in proc.stdout
+    rows = list(csv.DictReader((repo / "results/smoke/runs.csv").read_text().splitlines()))
+    assert len(rows) == 6 and {r["status"] for r in rows} == {"finished"}
+    assert len({r["run_id"] for r in rows}) == 6
+    records = sorted((repo / "multirun/smoke").glob("*/result.json"))
+    assert len(records) == 6
+    assert sorted(json.loads(p.read_text())["num"] for p in records) == list(range(6))
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=env_for(repo)["MLFLOW_TRACKING_URI"])
+    exp = client.get_experiment_by_name("smoke")
+    runs = client.search_runs([exp.experiment_id])
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == 6 and len(runs) == 7
+    assert {c.data.params["train.lr"] for c in children} == {"0.05", "0.1"}
+    assert all(c.info.status == "FINISHED" for c in children)
+    assert all(len(client.get_metric_history(c.info.run_id, "val_loss")) >= 2 for c in children)
+
+
+def test_sub_configs_drop_the_pack_key() -> None:
+    cfg = _compose(BASE + VARIANTS[0])
+    with open_dict(cfg):
+        cfg["pack"] = json.dumps([vectorize.pack_entry(0, [], _plain(cfg))])
+    _, subs = vectorize.sub_configs(cfg)
+    assert "pack" not in subs[0]
