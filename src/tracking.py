@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -51,6 +52,41 @@ def artifact_root(uri: str, experiment: str) -> str | None:
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in experiment)
         return (db.parent / "mlruns" / safe).resolve().as_uri()
     return None
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:` URI (None for an in-memory store or another scheme)."""
+    if not uri.startswith("sqlite:"):
+        return None
+    rest = uri[len("sqlite://"):].split("?", 1)[0]  # sqlite:///rel.db -> "/rel.db"; sqlite:////abs.db -> "//abs.db"
+    path = rest[1:] if rest.startswith("/") else rest
+    return Path(path) if path and path != ":memory:" else None
+
+
+def _creates_store(uri: str) -> bool:
+    p = _sqlite_path(uri)
+    return p is not None and (not p.exists() or p.stat().st_size == 0)
+
+
+@contextmanager
+def _signals_deferred(active: bool = True) -> Iterator[None]:
+    """Hold Ctrl-C/SIGTERM while MLflow creates a new SQLite store; a pending signal is delivered right after.
+
+    Why: an interrupt during the schema migration leaves the store broken for good (measured: the next open
+    fails with "duplicate column name: step"). Creation takes about a second.
+    """
+    import signal
+    import threading
+
+    if not active or threading.current_thread() is not threading.main_thread() \
+            or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _retry(fn: Callable[[], T], what: str, uri: str, attempts: int = 6) -> T:
@@ -94,8 +130,9 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         self.uri = uri
-        self.client = MlflowClient(tracking_uri=uri)
-        self.experiment_id = _retry(lambda: self._ensure_experiment(experiment), "opening the experiment", uri)
+        with _signals_deferred(_creates_store(uri)):
+            self.client = MlflowClient(tracking_uri=uri)
+            self.experiment_id = _retry(lambda: self._ensure_experiment(experiment), "opening the experiment", uri)
 
     def _ensure_experiment(self, name: str) -> str:
         exp = self.client.get_experiment_by_name(name)
@@ -178,6 +215,7 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         if uri.startswith("file:") or "://" not in uri and not uri.startswith("sqlite"):
             raise TrackingError(f"tracking URI {uri!r} is not supported; valid: sqlite:///path/to/mlflow.db, "
                                 "http(s)://host:port of an mlflow server, or another SQL database URI")
+        _check_sqlite(uri)
         return
     import urllib.error
     import urllib.request
@@ -190,3 +228,26 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         reason = getattr(exc, "reason", exc)
         raise TrackingError(f"MLflow server {uri} cannot be reached ({reason}); start it with "
                             f"`mlflow server --host 127.0.0.1` or unset MLFLOW_TRACKING_URI") from exc
+
+
+def _check_sqlite(uri: str) -> None:
+    """A SQLite store must be a database file (or not exist yet) in an existing, writable folder.
+
+    Why: MLflow silently creates every missing parent folder, so a typo in the path would start a new, empty
+    store somewhere else; a directory or a non-database file would only fail inside the first job.
+    """
+    p = _sqlite_path(uri)
+    if p is None:
+        return
+    hint = "fix tracking.uri / MLFLOW_TRACKING_URI"
+    if p.is_dir():
+        raise TrackingError(f"tracking URI {uri!r} names a folder, not a database file; {hint}")
+    if not p.parent.is_dir():
+        raise TrackingError(f"tracking URI {uri!r}: folder {str(p.parent)!r} does not exist; create it or {hint}")
+    if not os.access(p.parent, os.W_OK):
+        raise TrackingError(f"tracking URI {uri!r}: folder {str(p.parent)!r} is not writable; {hint}")
+    if p.is_file() and p.stat().st_size > 0:
+        with open(p, "rb") as f:
+            head = f.read(16)
+        if head != b"SQLite format 3\x00":
+            raise TrackingError(f"tracking URI {uri!r}: {str(p)!r} is not an SQLite database; {hint}")
