@@ -1,0 +1,98 @@
+"""Scale-out by config only: each README "Scale out" example runs here on a scratch copy of the project.
+
+- local cores: `hydra/launcher=joblib` (a core dependency);
+- SLURM: `hydra/launcher=submitit_slurm` is tested through `submitit_local` (same plugin, local processes;
+  `pip install -e '.[slurm]'`), skipped when the plugin is not installed;
+- Ray: `hydra/launcher=ray` against a local Ray instance (`pip install -e '.[ray]'` in its own venv: it pins
+  cloudpickle<3), skipped when not installed;
+- a DVC remote: push to a local-directory remote, delete the cache and the data, pull them back.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from e2e_utils import env_for, make_project, py, run  # noqa: E402
+
+pytestmark = pytest.mark.e2e
+SMALL = ["-m", "experiment=smoke", "train.epochs=20", "tracking.artifacts=false"]
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = make_project(tmp_path_factory.mktemp("launch") / "p", git=False)
+    py(["-m", "src.data", "generate", "--out", "data"], repo)
+    return repo
+
+
+def _check_sweep(repo: Path, study: str, n: int = 3) -> None:
+    rows = list(csv.DictReader((repo / f"results/{study}/runs.csv").read_text().splitlines()))
+    assert len(rows) == n, rows
+    assert {r["status"] for r in rows} == {"finished"}
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=env_for(repo)["MLFLOW_TRACKING_URI"])
+    exp = client.get_experiment_by_name(study)
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == n
+    assert all(c.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for c in children)
+    assert all(c.info.status == "FINISHED" for c in children)
+
+
+def test_joblib_local_cores(repo: Path) -> None:
+    args = [*SMALL, "study=joblib", "results_dir=results/joblib", "hydra.sweep.dir=multirun/joblib",
+            "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    py(["-m", "src.train", *args], repo, timeout=600)
+    _check_sweep(repo, "joblib")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None,
+                    reason="hydra-submitit-launcher not installed (pip install -e '.[slurm]')")
+def test_submitit_local_stands_in_for_slurm(repo: Path) -> None:
+    args = [*SMALL, "study=submitit", "results_dir=results/submitit", "hydra.sweep.dir=multirun/submitit",
+            "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "hydra.launcher.cpus_per_task=1"]
+    py(["-m", "src.train", *args], repo, timeout=900)
+    _check_sweep(repo, "submitit")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None
+                    or importlib.util.find_spec("ray") is None,
+                    reason="hydra-ray-launcher/ray not installed: it pins cloudpickle<3, so it lives in its own "
+                           "venv (pip install -e '.[ray]')")
+def test_ray_local_instance(repo: Path) -> None:
+    args = [*SMALL, "study=ray", "results_dir=results/ray", "hydra.sweep.dir=multirun/ray", "hydra/launcher=ray",
+            "+hydra.launcher.ray.init.num_cpus=2", "+hydra.launcher.ray.init.include_dashboard=false"]
+    py(["-m", "src.train", *args], repo, timeout=900)
+    _check_sweep(repo, "ray")
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_dvc_local_remote_push_pull(tmp_path: Path) -> None:
+    repo = make_project(tmp_path / "p", git=True)
+    remote = tmp_path / "remote"
+    dvc = [sys.executable, "-m", "dvc"]
+    run([*dvc, "repro", "generate"], repo, timeout=600)
+    before = _digest(repo / "data")
+    run([*dvc, "remote", "add", "-d", "local", str(remote)], repo)
+    run([*dvc, "push", "generate"], repo, timeout=300)
+    assert any(remote.rglob("*")), "the remote received the cache"
+    shutil.rmtree(repo / ".dvc" / "cache")
+    shutil.rmtree(repo / "data")
+    run([*dvc, "pull", "generate"], repo, timeout=300)
+    assert _digest(repo / "data") == before
+    status = run([*dvc, "status", "generate"], repo)
+    assert "changed" not in status.stdout, status.stdout
