@@ -427,10 +427,10 @@ def main(argv: list[str] | None = None) -> int:
                                        "numpy": np.__version__, "load_avg_start": os.getloadavg()},
                            "quick": q}
     runners: dict[str, Callable[[], dict[str, Any]]] = {
-        "core": lambda: bench_core(200 if q else 15000, 1 if q else 5),
-        "replicas": lambda: bench_replicas(50 if q else 2000, 1 if q else 5, (1, 8) if q else (1, 8, 32, 128)),
+        "core": lambda: bench_core(200 if q else 15000, 1 if q else 3),
+        "replicas": lambda: bench_replicas(50 if q else 1000, 1 if q else 3, (1, 8) if q else (1, 8, 32, 128)),
         "vectorize": lambda: bench_vectorize(1, epochs=20 if q else None),
-        "overhead": lambda: bench_overhead(2 if q else 8, 1 if q else 3),
+        "overhead": lambda: bench_overhead(2 if q else 8, 1 if q else 2),
         "memory": bench_memory,
         "dvc": bench_dvc,
     }

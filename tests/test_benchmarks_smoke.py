@@ -1,0 +1,37 @@
+"""Keeps `python -m benchmarks.bench` working: a tiny in-process run, no timing assertions (the machine is shared)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks import bench
+
+
+def test_quick_core_and_replicas(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "r.json"
+    assert bench.main(["--quick", "--only", "core,replicas", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert set(res["core"]["per_iteration"]) == {"plain_numpy", "nnlab_step", "nnlab_fit", "sklearn"}
+    assert res["core"]["nnlab_fit_vs_plain"] > 0 and res["core"]["sklearn_vs_nnlab_fit"] > 0
+    assert [r["R"] for r in res["replicas"]["rows"]] == [1, 8]
+    table = capsys.readouterr().out
+    assert "| figure | measured | goal | met |" in table and "plain NumPy loop" in table
+
+
+def test_plain_loop_is_the_same_maths_as_nnlab() -> None:
+    """The baseline must compute what nnlab computes, else the ratio compares different work."""
+    from src.nn import MLP, optimizers
+
+    ds = bench._course_data()
+    X, y = ds.X_train, ds.y_train
+    plain = bench.plain_numpy_loop(X, y, 50)
+    net = MLP(bench.SIZES, activation="relu", init="he_normal", replicas=1, seed=0)
+    opt = optimizers.get("sgd", lr=bench.LR)
+    for _ in range(50):
+        loss, grads = net.loss_and_grads(X, y)
+        opt.update(net.params, grads)
+    np.testing.assert_allclose(float(loss[0]), plain, rtol=1e-10)
