@@ -47,8 +47,13 @@ def py(args: list[str], repo: Path, **kw: object) -> subprocess.CompletedProcess
     return run([sys.executable, *args], repo, **kw)  # type: ignore[arg-type]
 
 
-def make_project(dest: Path, studies: tuple[str, ...] = ("smoke",), git: bool = True) -> Path:
-    """Copy src/, conf/, dvc.yaml into `dest`, keep only `studies` in the pipeline, git+dvc init."""
+NO_GRID_STAGES = ("probe", "toys", "gradcheck")  # studies without a Hydra grid; tested on their own
+
+
+def make_project(dest: Path, studies: tuple[str, ...] = ("smoke",), git: bool = True,
+                 keep_stages: tuple[str, ...] = ()) -> Path:
+    """Copy src/, conf/, dvc.yaml into `dest`, keep only `studies` (and `keep_stages` of the grid-less
+    stages) in the pipeline, git+dvc init."""
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("src", "conf"):
         shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -57,6 +62,9 @@ def make_project(dest: Path, studies: tuple[str, ...] = ("smoke",), git: bool = 
             shutil.copy(ROOT / name, dest / name)
     spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     spec["stages"]["train"]["foreach"] = list(studies)
+    for name in NO_GRID_STAGES:
+        if name not in keep_stages:
+            spec["stages"].pop(name, None)
     report = spec["stages"].get("report")
     if report:
         report["deps"] = [d for d in report["deps"] if not str(d).startswith("results/")]
