@@ -7,6 +7,10 @@ creation races in MLflow's migrations) and where a sweep's results are gathered.
 Robustness notes (see FACTS): an exception in a callback becomes a mere warning in Hydra, so failures here
 are printed loudly; `on_multirun_end` is skipped if a job raises, so jobs record failures instead of
 raising; an interrupted sweep would leave the parent RUNNING, so an `atexit` hook ends it as KILLED.
+SIGTERM/Ctrl-C reach the launching process, not necessarily its workers, and joblib kills its workers with
+SIGKILL when the launcher is interrupted (their runs would stay RUNNING without their history): so the
+launcher first forwards SIGTERM to its worker processes, waits until their runs are ended (KILLED, with the
+history so far, by `src.job`), then interrupts itself; at exit any child run still RUNNING is ended KILLED.
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ import atexit
 import csv
 import io
 import os
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +30,12 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from src import records
+from src.job import LAUNCHER_PID_ENV
 from src.tracking import PARENT_FILE, ROOT, Tracker, resolve_uri
 
 LEADER_KEYS = ("test_acc", "test_acc_ci95", "val_acc", "train_acc", "test_loss", "epochs_used", "best_epoch",
                "diverged_fraction", "wall_time_s")
+WORKER_GRACE_S = 30.0  # how long an interrupted launcher waits for its workers to end their runs KILLED
 
 
 class SweepCallback(Callback):
@@ -37,6 +46,8 @@ class SweepCallback(Callback):
         self.parent_id: str | None = None
         self._ended = False
         self._bar: Any = None
+        self._old_handlers: dict[int, Any] = {}
+        self._interrupted = False
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         total = os.environ.get("NNLAB_SWEEP_TOTAL")  # counted by the pre-flight check
@@ -47,6 +58,8 @@ class SweepCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / PARENT_FILE).unlink(missing_ok=True)
+        os.environ[LAUNCHER_PID_ENV] = str(os.getpid())  # an interrupted worker stops the sweep through us
+        self._install_signal_handlers()
         if not config.tracking.enabled:
             return
         try:
@@ -69,10 +82,45 @@ class SweepCallback(Callback):
             return
         self._ended = True
         try:
+            if status == "KILLED":  # children of workers that died without ending their runs (SIGKILL, OOM)
+                for run in self._running_children():
+                    self.tracker.set_tags(run.info.run_id, {"nnlab.status": "killed"})
+                    self.tracker.end_run(run.info.run_id, "KILLED")
             self.tracker.set_tags(self.parent_id, {"nnlab.status": status.lower()})
             self.tracker.end_run(self.parent_id, status)
         except Exception as exc:  # noqa: BLE001
             print(f"warning: could not end the sweep's parent run: {exc}", file=sys.stderr)
+
+    def _running_children(self) -> list[Any]:
+        assert self.tracker is not None
+        return self.tracker.search_runs(f"tags.`mlflow.parentRunId` = '{self.parent_id}' "
+                                        "and attributes.status = 'RUNNING'")
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+
+    def _restore_signal_handlers(self) -> None:
+        for sig, handler in self._old_handlers.items():
+            signal.signal(sig, handler)
+        self._old_handlers.clear()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        """Stop the sweep in the launching process (in-process jobs install their own handler, see src.job)."""
+        for sig in self._old_handlers:  # one-shot: a second Ctrl-C must not cut the wait for the workers short
+            signal.signal(sig, _ignore)
+        if not self._interrupted:
+            self._interrupted = True
+            if _signal_workers(signal.SIGTERM) and self.tracker is not None and self.parent_id is not None:
+                deadline = time.monotonic() + WORKER_GRACE_S
+                try:
+                    while self._running_children() and time.monotonic() < deadline:
+                        time.sleep(0.2)
+                except Exception:  # noqa: BLE001 - never block the interrupt on the store
+                    pass
+        raise KeyboardInterrupt(f"signal {signum}")
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         """Advance the sweep's bar (in-process launchers only: a joblib worker has its own callback object)."""
@@ -80,6 +128,7 @@ class SweepCallback(Callback):
             self._bar.update(1)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._restore_signal_handlers()
         if self._bar is not None:
             self._bar.close()
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -109,6 +158,28 @@ class SweepCallback(Callback):
             except Exception as exc:  # noqa: BLE001
                 print(f"nnlab: error: could not log the leaderboard: {exc}", file=sys.stderr, flush=True)
             self._end_if_open("FINISHED")
+
+
+def _ignore(signum: int, frame: Any) -> None:
+    """A Python no-op rather than SIG_IGN (a signal pending while SIG_IGN is set prints an OSError)."""
+
+
+def _signal_workers(sig: int) -> int:
+    """Send `sig` to this process's worker processes (joblib/loky, submitit_local); return how many."""
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - psutil comes with mlflow
+        return 0
+    n = 0
+    for child in psutil.Process().children(recursive=False):
+        try:
+            if "resource_tracker" in " ".join(child.cmdline()):  # loky's bookkeeping process, not a worker
+                continue
+            child.send_signal(sig)
+            n += 1
+        except psutil.Error:
+            continue
+    return n
 
 
 def leaderboard_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ Failure policy (why each branch exists):
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -30,7 +31,44 @@ DONE_STATUSES = ("finished", "diverged")
 
 
 def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
+    # One-shot: the first Ctrl-C/SIGTERM stops training; repeats (a terminal's Ctrl-C reaches every process of
+    # the group, and a launcher forwards SIGTERM to its workers) must not cut short the KILLED run's record.
+    for sig in _SIGNALS:
+        signal.signal(sig, _ignore)
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _ignore(signum: int, frame: Any) -> None:
+    """A Python no-op rather than SIG_IGN (a signal pending while SIG_IGN is set prints an OSError)."""
+
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+LAUNCHER_PID_ENV = "NNLAB_LAUNCHER_PID"  # set by src.callbacks in the process that launches a sweep
+
+
+def _hand_over_to_launcher() -> None:
+    """In a worker process of a sweep (joblib), stop the whole sweep through its launcher, then wait.
+
+    Why: if this worker merely re-raised, joblib would abort at once and SIGKILL the other workers before they
+    record their own runs. The launcher's handler instead forwards SIGTERM to every worker, waits until their
+    runs are ended KILLED (with their history), and only then stops joblib (which kills this waiting worker).
+    """
+    launcher = os.environ.get(LAUNCHER_PID_ENV)
+    if not launcher or int(launcher) == os.getpid():
+        return
+    try:
+        os.kill(int(launcher), signal.SIGTERM)
+    except OSError:  # the launcher is gone: nothing to wait for
+        return
+    time.sleep(45.0)
+
+
+def _install_handlers() -> dict[int, Any]:
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, _sigterm_as_interrupt) for sig in _SIGNALS}
 
 
 def _job_context() -> dict[str, Any]:
@@ -103,7 +141,7 @@ def run_job(cfg: DictConfig, ctx: dict[str, Any] | None = None, trained: Any = N
         rec["parent_run_id"] = parent_file.read_text().strip() or None
     tracker: Tracker | None = None
     run_id: str | None = None
-    old_handler = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    old_handlers = _install_handlers()
     try:
         validate(cfg)
         if cfg.tracking.enabled:
@@ -135,6 +173,8 @@ def run_job(cfg: DictConfig, ctx: dict[str, Any] | None = None, trained: Any = N
         rec["status"] = "killed"
         _close(tracker, run_id, "KILLED", rec)
         records.atomic_write_json(ctx["out_dir"] / records.RESULT_FILE, rec)
+        if ctx["multirun"]:
+            _hand_over_to_launcher()
         raise
     except (ConfigError, data.DatasetError, TrackingError, ValueError, FloatingPointError, MemoryError) as exc:
         rec["error"] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -156,7 +196,8 @@ def run_job(cfg: DictConfig, ctx: dict[str, Any] | None = None, trained: Any = N
         print(_summary_line(rec), file=sys.stderr, flush=True)
         return float("nan")
     finally:
-        signal.signal(signal.SIGTERM, old_handler)
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
     records.atomic_write_json(ctx["out_dir"] / records.RESULT_FILE, rec)
     print(_summary_line(rec), flush=True)
     return float(rec["metrics"].get("val_loss", float("nan")))

@@ -26,6 +26,8 @@ from src.loop import SPLITS, FitResult
 from src.stats import summary
 
 RESULT_FILE = "result.json"
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 # Keys that do not change what is computed: they are left out of the config hash used by resume.
 _VOLATILE = {("tracking",), ("resume",), ("train", "progress"), ("results_dir",)}
 
@@ -44,6 +46,7 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; results are meant to be shared like any file
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)

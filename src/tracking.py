@@ -70,23 +70,32 @@ def _creates_store(uri: str) -> bool:
 
 @contextmanager
 def _signals_deferred(active: bool = True) -> Iterator[None]:
-    """Hold Ctrl-C/SIGTERM while MLflow creates a new SQLite store; a pending signal is delivered right after.
+    """Hold Ctrl-C/SIGTERM while MLflow creates a new SQLite store; a held signal is acted on right after.
 
     Why: an interrupt during the schema migration leaves the store broken for good (measured: the next open
-    fails with "duplicate column name: step"). Creation takes about a second.
+    fails with "duplicate column name: step"). Creation takes about a second. Python-level handlers (not a
+    thread signal mask, which a process-directed signal bypasses via any other thread) note the signal.
     """
     import signal
     import threading
 
-    if not active or threading.current_thread() is not threading.main_thread() \
-            or not hasattr(signal, "pthread_sigmask"):
+    if not active or threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    held: list[int] = []
+    old = {sig: signal.signal(sig, lambda signum, frame: held.append(signum))
+           for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if held:
+            handler = old[held[0]]
+            if callable(handler):
+                handler(held[0], None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(held[0])
 
 
 def _retry(fn: Callable[[], T], what: str, uri: str, attempts: int = 6) -> T:

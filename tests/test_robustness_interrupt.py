@@ -1,0 +1,243 @@
+"""Robustness, interruption: Ctrl-C / SIGTERM end runs KILLED with their history; `+resume=true` finishes a sweep.
+
+Real processes: `python -m src.train` in a throw-away project copy, signals sent while a child run is RUNNING in
+the MLflow SQLite store (polled with plain sqlite3), then the store is read back with MlflowClient.
+Scenarios: a single run (SIGTERM, SIGINT); a sweep with the basic launcher (SIGTERM to the process); a joblib
+sweep (SIGTERM to the launcher, Ctrl-C to the whole process group, SIGTERM to one worker).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from e2e_utils import env_for, make_project
+
+from src import data, records
+
+pytestmark = pytest.mark.e2e
+JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = make_project(tmp_path_factory.mktemp("proj"), git=False)
+    data.save(data.make("moons", seed=0), repo / "data")
+    # One empty store, copied into each test: creating a SQLite store costs ~3 s.
+    subprocess.run([sys.executable, "-c", "import sys; from src.tracking import Tracker; Tracker(sys.argv[1], 'x')",
+                    f"sqlite:///{repo / 'template.db'}"], cwd=repo, env=env_for(repo), check=True, timeout=120)
+    return repo
+
+
+def _running_children(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        con = sqlite3.connect(db, timeout=1)
+        try:
+            return con.execute("select count(*) from runs r join tags t on r.run_uuid = t.run_uuid "
+                               "where t.key = 'nnlab.config_hash' and r.status = 'RUNNING'").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
+
+
+def _start(repo: Path, db: Path, args: list[str]) -> subprocess.Popen[str]:
+    if not db.exists():
+        shutil.copy(repo / "template.db", db)
+    env = env_for(repo, MLFLOW_TRACKING_URI=f"sqlite:///{db}")
+    return subprocess.Popen([sys.executable, "-m", "src.train", *args], cwd=repo, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+
+
+def _wait_running(p: subprocess.Popen[str], db: Path, n: int = 1, timeout: float = 90) -> None:
+    t0 = time.monotonic()
+    while _running_children(db) < n:
+        assert p.poll() is None, p.communicate()
+        assert time.monotonic() - t0 < timeout, "no RUNNING child run appeared"
+        time.sleep(0.2)
+    time.sleep(0.5)  # let training log a few epochs
+
+
+def _workers(pid: int) -> list[int]:
+    import psutil
+
+    return [c.pid for c in psutil.Process(pid).children() if "resource_tracker" not in " ".join(c.cmdline())]
+
+
+def _finish(p: subprocess.Popen[str], timeout: float = 60) -> tuple[float, str]:
+    t0 = time.monotonic()
+    try:
+        _, err = p.communicate(timeout=timeout)
+    finally:
+        if p.poll() is None:  # never leave a process of ours behind
+            os.killpg(p.pid, signal.SIGKILL)
+    return time.monotonic() - t0, err
+
+
+def _runs(db: Path):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{db}")
+    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+    return client, runs
+
+
+def _no_temp_files(folder: Path) -> None:
+    leftovers = [p for p in folder.rglob(".*") if p.is_file() and p.name.startswith((".result.json.", ".curve"))]
+    assert leftovers == [], leftovers
+
+
+def test_single_run_killed_with_history(repo: Path, tmp_path: Path) -> None:
+    db, out = tmp_path / "m.db", tmp_path / "out"
+    p = _start(repo, db, ["train.epochs=10000000", "train.progress=false", "tracking.artifacts=false",
+                          f"hydra.run.dir={out}"])
+    _wait_running(p, db)
+    p.send_signal(signal.SIGTERM)
+    took, err = _finish(p)
+    assert p.returncode != 0 and took < 20, err
+    client, runs = _runs(db)
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "KILLED" and run.data.tags["nnlab.status"] == "killed"
+    assert len(client.get_metric_history(run.info.run_id, "val_loss")) >= 2, "the history so far is logged"
+    assert 0 < run.data.metrics["epochs_used"] < 10_000_000
+    rec = json.loads((out / "result.json").read_text())
+    assert rec["status"] == "killed" and rec["run_id"] == run.info.run_id and rec["metrics"]["epochs_used"] > 0
+    assert (out / "curve.csv").read_text().count("\n") >= 2
+    _no_temp_files(out)
+
+
+SWEEPS = {
+    "basic, SIGTERM to the process": ([], "main", 1),
+    "joblib, SIGTERM to the launcher": (JOBLIB, "main", 2),
+    "joblib, Ctrl-C to the process group": (JOBLIB, "group", 2),
+    "joblib, SIGTERM to one worker": (JOBLIB, "worker", 2),
+}
+
+
+@pytest.mark.parametrize("case", list(SWEEPS))
+def test_sweep_interrupted_everything_killed(repo: Path, tmp_path: Path, case: str) -> None:
+    launcher, target, n_running = SWEEPS[case]
+    db, sweep = tmp_path / "m.db", tmp_path / "sweep"
+    p = _start(repo, db, ["-m", "train.seed=0,1,2,3", "train.epochs=10000000", "train.seeds=2", "study=intr",
+                          "train.progress=false", "tracking.artifacts=false", f"hydra.sweep.dir={sweep}",
+                          *launcher])
+    _wait_running(p, db, n_running)
+    workers = _workers(p.pid) if launcher else []
+    if target == "main":
+        p.send_signal(signal.SIGTERM)
+    elif target == "group":
+        os.killpg(p.pid, signal.SIGINT)
+    else:
+        os.kill(workers[0], signal.SIGTERM)
+    took, err = _finish(p)
+    assert p.returncode != 0 and took < 40, err
+    import psutil
+
+    assert [w for w in workers if psutil.pid_exists(w) and psutil.Process(w).status() != "zombie"] == [], \
+        "no worker left running"
+    client, runs = _runs(db)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and parents[0].info.status == "KILLED", err
+    assert len(children) == n_running
+    for c in children:
+        assert c.info.status == "KILLED" and c.data.tags["nnlab.status"] == "killed", (c.info, err)
+        assert len(client.get_metric_history(c.info.run_id, "val_loss")) >= 2, f"history lost: {err[-3000:]}"
+    recs = records.read_results(sweep, parents[0].info.run_id)
+    assert len(recs) == n_running and {r["status"] for r in recs} == {"killed"}
+    _no_temp_files(sweep)
+
+
+def test_resume_skips_finished_jobs(repo: Path, tmp_path: Path) -> None:
+    """Interrupt a 4-job sweep during job 3; `+resume=true` runs only jobs 3 and 4 and reports all four."""
+    db, sweep = tmp_path / "m.db", tmp_path / "sweep"
+    args = ["-m", "train.seed=0,1,2,3", "train.epochs=6000", "train.seeds=1", "study=res", "train.progress=false",
+            "tracking.artifacts=false", f"hydra.sweep.dir={sweep}", "results_dir=" + str(tmp_path / "results")]
+    p = _start(repo, db, args)
+    t0 = time.monotonic()
+    while len([r for r in records.read_results(sweep) if r["status"] == "finished"]) < 2:
+        assert p.poll() is None and time.monotonic() - t0 < 120, p.communicate()
+        time.sleep(0.1)
+    _wait_running(p, db)
+    p.send_signal(signal.SIGTERM)
+    _finish(p)
+    client, runs = _runs(db)
+    first = {r.info.run_id: r for r in runs if "mlflow.parentRunId" in r.data.tags}
+    done = {r.data.tags["nnlab.config_hash"] for r in first.values() if r.info.status == "FINISHED"}
+    assert len(done) == 2 and len(first) == 3, [(r.info.run_name, r.info.status) for r in first.values()]
+
+    p = _start(repo, db, [*args, "+resume=true"])
+    took, err = _finish(p, timeout=180)
+    assert p.returncode == 0, err
+    client, runs = _runs(db)
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    new = [r for r in children if r.info.run_id not in first]
+    assert len(new) == 2, "only the two unfinished jobs ran again"
+    assert {r.data.tags["nnlab.config_hash"] for r in new}.isdisjoint(done)
+    finished = [r for r in children if r.info.status == "FINISHED"]
+    assert len({r.data.tags["nnlab.config_hash"] for r in finished}) == 4
+    parents = sorted((r for r in runs if "mlflow.parentRunId" not in r.data.tags), key=lambda r: r.info.start_time)
+    assert [r.info.status for r in parents] == ["KILLED", "FINISHED"]
+    rows = (tmp_path / "results" / "runs.csv").read_text().splitlines()
+    assert len(rows) == 5 and all(",finished," in r for r in rows[1:]), rows
+    recs = records.read_results(sweep, parents[1].info.run_id)
+    assert sum(bool(r.get("resumed")) for r in recs) == 2
+
+
+def test_reused_sweep_dir_reports_only_this_sweep(tmp_path: Path) -> None:
+    """A second sweep in the same folder: the first one's extra job folders stay, but are not reported."""
+    from src.callbacks import write_results
+
+    sweep = tmp_path / "sweep"
+    for parent, nums in (("old", range(4)), ("new", range(2))):
+        for n in nums:
+            records.atomic_write_json(sweep / str(n) / "result.json",
+                                      {"num": n, "name": f"{parent}{n}", "status": "finished", "parent_run_id": parent,
+                                       "overrides": [], "config_hash": "h", "metrics": {"test_acc": 0.5}})
+    assert len(list(sweep.glob("*/result.json"))) == 4
+    rows = records.read_results(sweep, "new")
+    assert [r["name"] for r in rows] == ["new0", "new1"]
+    (sweep / "9").mkdir()
+    (sweep / "9" / "result.json").write_text('{"half-writ')  # a foreign, broken file is skipped, not fatal
+    write_results(tmp_path / "results", records.read_results(sweep, "new"), sweep)
+    assert (tmp_path / "results" / "runs.csv").read_text().count("\n") == 3
+    assert json.loads((tmp_path / "results" / "metrics.json").read_text())["jobs"] == 2
+
+
+# --- the pieces, in-process ------------------------------------------------------------------------------------
+
+def test_atomic_write_interrupted_leaves_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = records.atomic_write_json(tmp_path / "result.json", {"status": "finished"})
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(records.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        records.atomic_write_json(target, {"status": "half"})
+    assert json.loads(target.read_text()) == {"status": "finished"}
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"], "no temp file left behind"
+    assert oct(target.stat().st_mode & 0o777) != "0o600"
+
+
+def test_signals_held_while_a_store_is_created() -> None:
+    """A Ctrl-C during MLflow's first-time migration would break the store for good: it is delivered after."""
+    from src.tracking import _signals_deferred
+
+    reached_end = False
+    with pytest.raises(KeyboardInterrupt), _signals_deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        reached_end = True
+    assert reached_end
