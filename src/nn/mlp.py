@@ -55,6 +55,8 @@ class MLP:
     replica axis), e.g. from `initializers.course_params`.
     """
 
+    EVAL_CHUNK_BYTES: int = 16 * 1024 * 1024  # eval-mode forward passes slice their input to stay under this
+
     def __init__(
         self,
         sizes: list[int],
@@ -310,9 +312,18 @@ class MLP:
 
     def forward(self, X: np.ndarray, *, train: bool = False) -> np.ndarray:
         """Logits (R, m, n_out). ``train=True`` behaves exactly as in training (batch statistics, running statistics
-        updated, dropout masks drawn from the replicas' streams); the default eval mode has no side effects."""
-        logits, _, _ = self._forward(self._input(X), train)
-        return logits
+        updated, dropout masks drawn from the replicas' streams); the default eval mode has no side effects.
+
+        Eval mode treats every sample on its own, so a large input (a decision-boundary grid of 90,000 points
+        times R=128 replicas would need ~1 GB per activation array) goes through in slices of rows of at most
+        ``EVAL_CHUNK_BYTES`` per array: the same logits, bounded memory."""
+        X = self._input(X)
+        m = X.shape[-2]
+        rows = max(256, self.EVAL_CHUNK_BYTES // (self.replicas * max(self.sizes) * self.dtype.itemsize))
+        if train or m <= rows:
+            logits, _, _ = self._forward(X, train)
+            return logits
+        return np.concatenate([self._forward(X[..., s:s + rows, :], False)[0] for s in range(0, m, rows)], axis=-2)
 
     def loss(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Eval-mode loss per replica, INCLUDING the L2 penalty (the objective being minimised)."""
