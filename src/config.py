@@ -183,6 +183,8 @@ def validate(cfg: DictConfig | Config) -> None:
     from src.nn import initializers, optimizers, schedules
 
     c: Any = cfg
+    if not str(c.study).strip():
+        raise _bad("study", c.study, "a non-empty name (the MLflow experiment and results/<study>/)")
     _choice("data.name", c.data.name, data.NAMES)
     if not math.isfinite(c.data.shift):
         raise _bad("data.shift", c.data.shift, "a finite number")
@@ -210,6 +212,8 @@ def validate(cfg: DictConfig | Config) -> None:
     if t.patience is not None and t.patience < 0:
         raise _bad("train.patience", t.patience, "an integer >= 0, or null for no early stopping")
     _positive("train.min_delta", t.min_delta, strict=False)
+    if t.seed < 0:
+        raise _bad("train.seed", t.seed, "an integer >= 0 (replica r uses seed + r)")
     if t.seeds < 1:
         raise _bad("train.seeds", t.seeds, "an integer >= 1 (the number of replicas)")
     if t.log_every < 1:

@@ -81,6 +81,8 @@ def one_line(exc: BaseException) -> str:
     if head.startswith("Key '") and " not in " in head and full_key:
         parent = full_key.split(".")[:-1]
         valid = _valid_keys(parent)
+        if full_key == "resume":
+            return "unknown key 'resume': resuming is spelled +resume=true (it is not part of the schema)"
         if valid:
             return f"unknown key {full_key!r}; valid keys under {'.'.join(parent) or 'the root'}: {', '.join(valid)}"
     if full_key and full_key not in head:
@@ -130,6 +132,8 @@ def _check_one(overrides: list[str], seen_data: set[tuple[str, str]]) -> Any:
     if extra:
         valid = ", ".join(f.name for f in dataclasses.fields(Config))
         raise PreflightError(f"unknown key {sorted(extra)[0]!r}; valid top-level keys: {valid}, resume")
+    if "resume" in cfg and not isinstance(cfg.resume, bool):
+        raise PreflightError(f"+resume={cfg.resume!r} is invalid; valid: true, false")
     validate(cfg)
     key = (str(cfg.data.name), str(cfg.data.dir))
     if key not in seen_data:

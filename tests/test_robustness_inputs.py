@@ -93,6 +93,11 @@ BAD = [
     (["-m", "train.lr=0.1,0.2,-3"], ["train.lr=-3.0"]),  # a bad value late in a sweep list
     (["-m", "init=he,xavier,bogus"], ["'bogus'"]),
     (["init=he,xavier"], ["-m"]),  # a sweep without --multirun
+    # found by these tests: each used to pass the pre-flight and fail inside the job, after work had started
+    (["train.seed=-1"], ["train.seed=-1", ">= 0"]),
+    (["study="], ["study=''", "non-empty"]),
+    (["+resume=maybe"], ["+resume='maybe'", "true, false"]),
+    (["resume=true"], ["+resume=true"]),
 ]
 
 
@@ -267,8 +272,8 @@ GROUPS = {
     "model": ["mlp", "tiny", "wide", "deep_sigmoid", "bn", "huge"],
     "clip": ["none", "norm_1", "value_1", "nope"],
 }
-NUMERIC = ["train.lr", "train.patience", "train.clip_norm", "train.clip_value", "model.dropout", "model.l2",
-           "train.batch_size", "train.min_delta", "model.bn_momentum", "init.std", "optimizer.momentum",
+NUMERIC = ["train.lr", "train.seed", "train.patience", "train.clip_norm", "train.clip_value", "model.dropout",
+           "model.l2", "train.batch_size", "train.min_delta", "model.bn_momentum", "init.std", "optimizer.momentum",
            "schedule.gamma"]
 
 override = st.one_of(
@@ -278,11 +283,12 @@ override = st.one_of(
     st.sampled_from(["model.activation=tanh", "model.activation=swish", "model.batchnorm=true",
                      "train.shuffle=course", "train.shuffle=never", "model.depth=2", "+foo=1", "train.seeds=0",
                      "train.dtype=float32", "train.dtype=int8", "init.course=true", "optimizer.betas=[0.9,0.99]",
-                     "optimizer.nesterov=true", "optimizer.amsgrad=true", "train.epochs=0"]),
+                     "optimizer.nesterov=true", "optimizer.amsgrad=true", "train.epochs=0", "study=",
+                     "+resume=maybe", "+resume=true", "resume=true"]),
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
 @given(ovs=st.lists(override, min_size=1, max_size=4, unique_by=lambda o: o.split("=", 1)[0]))
 def test_property_runs_or_fails_in_one_line(ovs: list[str], data_dir: Path, tmp_path_factory) -> None:
