@@ -9,7 +9,7 @@ would have used alone, so each config's numbers are the same as an unpacked run'
 checks it to 1e-12); what is shared is only the wall time, reported per config as the job's time / n.
 
 Flow: `src.sweeper.VectorizedSweeper` (`hydra/sweeper=vectorized`) composes every config of the grid, groups
-the ones that differ only at PACKABLE paths, and launches one job per group with `+pack='<json>'`: one entry
+the ones that differ only at PACKABLE paths, and launches one job per group with `+pack='<base64 json>'`: one entry
 per config with its sweep index, its overrides and its values at the packable paths. `src.job.run_job` hands
 such a job to :func:`run_packed`, which fits once, splits the FitResult per config and calls `run_job` again
 for each config with the trained slice, so every config gets the ordinary MLflow child run, `result.json`
@@ -21,6 +21,7 @@ loop runs until every config has stopped); activation-histogram bin edges are sh
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import time
@@ -69,11 +70,15 @@ def pack_entry(num: int, overrides: list[str], cfg: Mapping[str, Any]) -> dict[s
 
 
 def encode(entries: list[dict[str, Any]]) -> str:
-    """The `+pack=` override: JSON inside Hydra single quotes (JSON itself never contains a single quote here)."""
-    text = json.dumps(entries, separators=(",", ":"))
-    if "'" in text or "\\" in text:
-        raise ValueError("a packed value contains a quote or backslash; run this grid without vectorization")
+    """The `+pack=` override: the entries as JSON, base64url-encoded inside Hydra quotes (Hydra's own override
+    strings carry backslash escapes such as `sqlite\\:///...`, which its quoted-string grammar would rewrite)."""
+    text = base64.urlsafe_b64encode(json.dumps(entries, separators=(",", ":")).encode()).decode()
     return f"+{PACK_KEY}='{text}'"
+
+
+def decode(value: str) -> list[dict[str, Any]]:
+    value = value.strip()
+    return json.loads(value if value.startswith("[") else base64.urlsafe_b64decode(value.encode()).decode())
 
 
 # ------------------------------------------------------------------------------------------- the packed job
@@ -81,7 +86,7 @@ def encode(entries: list[dict[str, Any]]) -> str:
 
 def sub_configs(cfg: DictConfig) -> tuple[list[dict[str, Any]], list[DictConfig]]:
     """The pack's entries and one full config per entry (the job's config with the entry's packed values)."""
-    entries = json.loads(str(cfg[PACK_KEY]))
+    entries = decode(str(cfg[PACK_KEY]))
     base = copy.deepcopy(cfg)
     with open_dict(base):
         del base[PACK_KEY]

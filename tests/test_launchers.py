@@ -30,6 +30,7 @@ SMALL = ["-m", "experiment=smoke", "train.epochs=20", "tracking.artifacts=false"
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = make_project(tmp_path_factory.mktemp("launch") / "p", git=False)
+    shutil.copytree(ROOT / "hydra_plugins", repo / "hydra_plugins", ignore=shutil.ignore_patterns("__pycache__"))
     py(["-m", "src.data", "generate", "--out", "data"], repo)
     return repo
 
@@ -55,6 +56,15 @@ def test_joblib_local_cores(repo: Path) -> None:
             "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
     py(["-m", "src.train", *args], repo, timeout=600)
     _check_sweep(repo, "joblib")
+
+
+def test_joblib_with_vectorized_sweeper(repo: Path) -> None:
+    """Packing happens before launching: 6 configs (2 optimizers x 3 inits) become 2 jobs on 2 workers."""
+    args = [*SMALL, "study=vjob", "results_dir=results/vjob", "hydra.sweep.dir=multirun/vjob", "optimizer=sgd,adam",
+            "hydra/sweeper=vectorized", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    proc = py(["-m", "src.train", *args], repo, timeout=600)
+    assert "6 configs packed into 2 jobs" in proc.stdout
+    _check_sweep(repo, "vjob", n=6)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None,

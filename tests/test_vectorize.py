@@ -68,13 +68,15 @@ def test_group_key_packs_per_replica_numbers_only() -> None:
 
 def test_pack_override_round_trip() -> None:
     cfgs = [_compose(BASE + v) for v in VARIANTS]
-    entries = [vectorize.pack_entry(i, BASE + v, _plain(c)) for i, (v, c) in enumerate(zip(VARIANTS, cfgs,
-                                                                                          strict=True))]
+    hydra_escaped = "tracking.uri=sqlite\\:////tmp/x.db"  # how Hydra itself spells a ':' in an override string
+    entries = [vectorize.pack_entry(i, BASE + v + [hydra_escaped], _plain(c))
+               for i, (v, c) in enumerate(zip(VARIANTS, cfgs, strict=True))]
     override = vectorize.encode(entries)
     assert override.startswith("+pack='")
     job_cfg = _compose(BASE + VARIANTS[0] + [override])  # Hydra's own parser reads it back
     got_entries, subs = vectorize.sub_configs(job_cfg)
     assert [e["num"] for e in got_entries] == list(range(len(VARIANTS)))
+    assert got_entries[0]["overrides"][-1] == hydra_escaped
     for sub, cfg in zip(subs, cfgs, strict=True):
         assert _plain(sub) == _plain(cfg)
 
