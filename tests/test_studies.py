@@ -320,3 +320,15 @@ def test_every_study_runs_through_the_cli_shrunk(study: str, tmp_path: Path, dat
     keys = list(GRIDS[study])
     assert [_sweep_part(r["name"], keys) for r in rows] == [",".join(j) for j in _jobs(study)]
     assert all(r["status"] in ("finished", "diverged") for r in rows), rows
+
+
+@pytest.mark.e2e
+def test_s4_clip_with_tracking_records_diverged_not_failed(tmp_path: Path, data_dir: str) -> None:
+    """With MLflow on, the all-diverged config must still be a `diverged` row (its figures have no finite loss)."""
+    out = tmp_path / "results"
+    run([sys.executable, "-m", "src.train", "-m", "experiment=s4_clip", "train.epochs=3", "train.seeds=2",
+         f"data.dir={data_dir}", f"hydra.sweep.dir={tmp_path / 'multirun'}", f"results_dir={out}"], ROOT,
+        timeout=600, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    status = {r["name"].split(",")[0]: r["status"] for r in _runs(out / "runs.csv")}
+    assert status["clip=none"] == "diverged"
+    assert all(s == "finished" for k, s in status.items() if k != "clip=none")
