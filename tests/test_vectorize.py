@@ -58,8 +58,10 @@ def ds() -> data.Dataset:
 
 def test_group_key_packs_per_replica_numbers_only() -> None:
     cfgs = [_plain(_compose(BASE + v)) for v in VARIANTS]
-    keys = {vectorize.group_key(c) for c in cfgs}
+    keys = {vectorize.group_key(c) for c in cfgs if c["train"]["patience"] is None}
     assert len(keys) == 1 and None not in keys
+    stopping = {vectorize.group_key(c) for c in cfgs if c["train"]["patience"] is not None}
+    assert len(stopping) == 1 and not stopping & keys  # early-stopping configs pack among themselves
     assert vectorize.group_key(_plain(_compose(BASE + ["optimizer=sgd"]))) not in keys  # another update rule
     assert vectorize.group_key(_plain(_compose(BASE + ["train.seeds=3"]))) not in keys  # another R per config
     assert vectorize.group_key(_plain(_compose(BASE + ["data=flower"]))) not in keys
