@@ -102,6 +102,15 @@ def _save(plt: Any, fig: Any, path: str | Path) -> Path:
     return path
 
 
+def _log_y_if_positive(ax: Any) -> None:
+    """Log y axis when every plotted finite value is > 0 (zero init gives exact zeros, a fully diverged run
+    only NaN: matplotlib refuses a log axis with nothing positive to show)."""
+    ys = np.concatenate([np.asarray(line.get_ydata(), dtype=float) for line in ax.get_lines()] or [np.zeros(0)])
+    ys = ys[np.isfinite(ys)]
+    if ys.size and ys.min() > 0:
+        ax.set_yscale("log")
+
+
 def training_curves(result: Any, path: str | Path) -> Path:
     """Loss and accuracy per logged epoch: one thin line per replica, the mean in bold."""
     plt, fig = _figure(10, 4)
@@ -118,7 +127,7 @@ def training_curves(result: Any, path: str | Path) -> Path:
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         if metric == "loss":
-            ax.set_yscale("log")
+            _log_y_if_positive(ax)
         ax.legend()
         ax.grid(alpha=0.3)
     return _save(plt, fig, path)
@@ -178,9 +187,7 @@ def layer_diagnostics(result: Any, path: str | Path) -> Path:
             ax.set_xticks(range(1, len(vals) + 1))
         ax.set_xlabel("layer")
         ax.set_ylabel(stat.replace("_", " "))
-        ys = [y for line in ax.get_lines() for y in line.get_ydata()]
-        if ys and min(ys) > 0:  # zero init gives exact zeros: keep those on a linear axis
-            ax.set_yscale("log")
+        _log_y_if_positive(ax)
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     return _save(plt, fig, path)
@@ -355,9 +362,7 @@ def curves_by_job(curves: dict[str, dict[str, np.ndarray]], path: str | Path, ti
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         if key == "val_loss":
-            ys = [y for line in ax.get_lines() for y in line.get_ydata() if np.isfinite(y)]
-            if ys and min(ys) > 0:
-                ax.set_yscale("log")
+            _log_y_if_positive(ax)
         ax.grid(alpha=0.3)
         if curves:
             ax.legend(fontsize=6, ncol=2)
