@@ -2,8 +2,9 @@
 
 Real processes: `python -m src.train` in a throw-away project copy, signals sent while a child run is RUNNING in
 the MLflow SQLite store (polled with plain sqlite3), then the store is read back with MlflowClient.
-Scenarios: a single run (SIGTERM, SIGINT); a sweep with the basic launcher (SIGTERM to the process); a joblib
-sweep (SIGTERM to the launcher, Ctrl-C to the whole process group, SIGTERM to one worker).
+Scenarios: a single run (SIGTERM); a sweep with the basic launcher (SIGTERM to the process); a joblib sweep
+(Ctrl-C to the whole process group; SIGTERM to one worker -- which stops the sweep by sending SIGTERM to the
+launcher, so it also covers "SIGTERM to the launcher": forward to the workers, wait for their runs, stop).
 """
 
 from __future__ import annotations
@@ -119,7 +120,6 @@ def test_single_run_killed_with_history(repo: Path, tmp_path: Path) -> None:
 
 SWEEPS = {
     "basic, SIGTERM to the process": ([], "main", 1),
-    "joblib, SIGTERM to the launcher": (JOBLIB, "main", 2),
     "joblib, Ctrl-C to the process group": (JOBLIB, "group", 2),
     "joblib, SIGTERM to one worker": (JOBLIB, "worker", 2),
 }
