@@ -252,7 +252,9 @@ def fit(net: MLP, opt: Optimizer, schedule: Schedule, ds: Dataset, cfg: LoopConf
         for split in SPLITS:
             loss, acc = _evaluate(net, ds, split)
             result.final[f"{split}_loss"] = np.where(diverged, np.nan, loss)
-            result.final[f"{split}_acc"] = acc
+            # A diverged replica's frozen weights say nothing about the method: it counts in diverged_fraction,
+            # not in the accuracy mean (NaN is left out of every mean and CI).
+            result.final[f"{split}_acc"] = np.where(diverged, np.nan, acc)
         if not result.interrupted:
             stats, hists = _diagnose(net, ds, activation)
             if not result.diag_epochs or result.diag_epochs[-1] != epoch:

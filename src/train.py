@@ -32,7 +32,13 @@ def cli(argv: list[str] | None = None) -> None:
     from src.preflight import preflight
 
     preflight(sys.argv[1:] if argv is None else argv)
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        # Runs were already ended KILLED with their history (src/job.py, src/callbacks.py): say so in one line.
+        print("nnlab: interrupted: unfinished runs are recorded as KILLED; re-run the same command with "
+              "+resume=true to finish the sweep", file=sys.stderr, flush=True)
+        sys.exit(130)
 
 
 if __name__ == "__main__":
