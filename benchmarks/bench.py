@@ -234,7 +234,6 @@ def _scratch_project(tmp: Path, studies: tuple[str, ...] = ("default",), data_fr
     from e2e_utils import make_project
 
     repo = make_project(tmp / "repo", studies=studies, git=False)
-    shutil.copytree(ROOT / "hydra_plugins", repo / "hydra_plugins", ignore=shutil.ignore_patterns("__pycache__"))
     src = data_from or ROOT / "data"
     if src.exists():
         shutil.copytree(src, repo / "data")
@@ -364,7 +363,6 @@ def bench_dvc() -> dict[str, Any]:
         from e2e_utils import make_project
 
         repo = make_project(Path(tmp) / "repo", studies=studies, git=False)
-        shutil.copytree(ROOT / "hydra_plugins", repo / "hydra_plugins", ignore=shutil.ignore_patterns("__pycache__"))
         for cmd in (["git", "init", "-q", "-b", "main"], [sys.executable, "-m", "dvc", "init", "-q"],
                     ["git", "add", "-A"], ["git", "commit", "-qm", "bench"]):
             subprocess.run(cmd, cwd=repo, env=_env(repo), check=True, capture_output=True)

@@ -52,10 +52,10 @@ NO_GRID_STAGES = ("probe", "toys", "gradcheck")  # studies without a Hydra grid;
 
 def make_project(dest: Path, studies: tuple[str, ...] = ("smoke",), git: bool = True,
                  keep_stages: tuple[str, ...] = ()) -> Path:
-    """Copy src/, conf/, dvc.yaml into `dest`, keep only `studies` (and `keep_stages` of the grid-less
+    """Copy src/, conf/, hydra_plugins/, dvc.yaml into `dest`, keep only `studies` (and `keep_stages` of the grid-less
     stages) in the pipeline, git+dvc init."""
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("src", "conf"):
+    for name in ("src", "conf", "hydra_plugins"):  # hydra_plugins: the vectorized sweeper (hydra/sweeper=vectorized)
         shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     for name in (".dvcignore", ".gitignore"):
         if (ROOT / name).exists():

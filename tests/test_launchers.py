@@ -30,7 +30,6 @@ SMALL = ["-m", "experiment=smoke", "train.epochs=20", "tracking.artifacts=false"
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = make_project(tmp_path_factory.mktemp("launch") / "p", git=False)
-    shutil.copytree(ROOT / "hydra_plugins", repo / "hydra_plugins", ignore=shutil.ignore_patterns("__pycache__"))
     py(["-m", "src.data", "generate", "--out", "data"], repo)
     return repo
 

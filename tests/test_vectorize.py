@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -134,7 +133,6 @@ def test_vectorized_sweep_records_one_child_per_config(tmp_path: Path) -> None:
     from e2e_utils import env_for, make_project, py
 
     repo = make_project(tmp_path / "p", git=False)
-    shutil.copytree(ROOT / "hydra_plugins", repo / "hydra_plugins", ignore=shutil.ignore_patterns("__pycache__"))
     py(["-m", "src.data", "generate", "--out", "data"], repo)
     proc = py(["-m", "src.train", "-m", "experiment=smoke", "hydra/sweeper=vectorized", "train.epochs=20",
                "train.lr=0.05,0.1"], repo, timeout=600)
