@@ -165,7 +165,7 @@ def activation_histograms(histograms: dict[str, list], path: str | Path) -> Path
             ax = fig.add_subplot(len(moments), L, i * L + layer + 1)
             c = np.asarray(counts)
             c = c[0] if c.ndim > 1 else c
-            ax.bar(edges[:-1], c, width=np.diff(edges), align="edge", color="tab:blue")
+            ax.stairs(c, edges, fill=True, color="tab:blue")  # one artist, not one patch per bin
             ax.set_title(f"{moment}: layer {layer + 1}", fontsize=8)
             ax.tick_params(labelsize=6)
     return _save(plt, fig, path)
