@@ -137,3 +137,22 @@ def nonzero(value: Hyper) -> bool:
     if isinstance(value, np.ndarray):
         return bool(np.any(value != 0))
     return value != 0
+
+
+def replica_count(arrays: Mapping[str, np.ndarray], what: str, empty: str) -> int:
+    """The common leading replica axis R of every array, or a one-line ValueError (`empty` when there is none).
+
+    Shared by the optimizers (params) and clipping (grads): both act on dicts of replica-stacked arrays.
+    """
+    if not arrays:
+        raise ValueError(empty)
+    R = None
+    for key, a in arrays.items():
+        if not isinstance(a, np.ndarray) or a.ndim < 1:
+            raise ValueError(f"{what} {key!r} must be an ndarray with a leading replica axis")
+        if R is None:
+            R = a.shape[0]
+        elif a.shape[0] != R:
+            raise ValueError(f"{what} {key!r} has {a.shape[0]} replicas but another has {R}")
+    assert R is not None
+    return R

@@ -42,18 +42,7 @@ _SMALL = _F.tiny / _F.eps  # below this the sum of squares may have lost precisi
 
 
 def _replicas(grads: Mapping[str, np.ndarray]) -> int:
-    if not grads:
-        raise ValueError("no gradients (grads is empty)")
-    R = None
-    for key, g in grads.items():
-        if not isinstance(g, np.ndarray) or g.ndim < 1:
-            raise ValueError(f"grad {key!r} must be an ndarray with a leading replica axis")
-        if R is None:
-            R = g.shape[0]
-        elif g.shape[0] != R:
-            raise ValueError(f"grad {key!r} has {g.shape[0]} replicas but another has {R}")
-    assert R is not None
-    return R
+    return _hyper.replica_count(grads, "grad", "no gradients (grads is empty)")
 
 
 def _sumsq(arrays: list[np.ndarray], R: int) -> np.ndarray:

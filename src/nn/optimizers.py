@@ -224,24 +224,15 @@ class Optimizer:
 
     @staticmethod
     def _check_arrays(params: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray]) -> int:
-        if not params:
-            raise ValueError("no parameters to update (params is empty)")
-        if params.keys() != grads.keys():
+        if params and params.keys() != grads.keys():
             missing = sorted(set(params) - set(grads))
             extra = sorted(set(grads) - set(params))
             raise ValueError(f"grads must have the same keys as params; missing {missing}, extra {extra}")
-        R = None
+        R = _hyper.replica_count(params, "param", "no parameters to update (params is empty)")
         for key, p in params.items():
             g = grads[key]
-            if not isinstance(p, np.ndarray) or p.ndim < 1:
-                raise ValueError(f"param {key!r} must be an ndarray with a leading replica axis")
             if g.shape != p.shape:
                 raise ValueError(f"grad {key!r} has shape {g.shape} but the param has shape {p.shape}")
-            if R is None:
-                R = p.shape[0]
-            elif p.shape[0] != R:
-                raise ValueError(f"param {key!r} has {p.shape[0]} replicas but another has {R}")
-        assert R is not None
         return R
 
 
