@@ -122,8 +122,6 @@ def run_job(cfg: DictConfig, ctx: dict[str, Any] | None = None, trained: Any = N
     A job with `+pack=...` (from `hydra/sweeper=vectorized`) trains several configs at once: see src/vectorize.py,
     which then calls this function once per config with its own `ctx` and its already `trained` (result, net).
     """
-    import os
-
     if trained is None and cfg.get("pack"):
         from src.vectorize import run_packed
 
