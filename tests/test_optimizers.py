@@ -293,6 +293,17 @@ def _net_grads(params):
     return {k: np.tanh(v) + 0.1 * v**3 for k, v in params.items()}
 
 
+def _assert_same_as_separate_runs(opt, params, opts, singles, steps: int) -> None:
+    """Step one R-replica optimizer and R one-replica optimizers side by side; replica r must equal run r."""
+    for _ in range(steps):
+        opt.update(params, _net_grads(params))
+        for o, p in zip(opts, singles, strict=True):
+            o.update(p, _net_grads(p))
+    for r, single in enumerate(singles):
+        for k in params:
+            np.testing.assert_allclose(params[k][r], single[k][0], rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize(("name", "kwargs"), ALL)
 def test_per_replica_lr_equals_separate_runs(name, kwargs):
     lrs = np.array([0.01, 0.05, 0.2])
@@ -300,13 +311,7 @@ def test_per_replica_lr_equals_separate_runs(name, kwargs):
     singles = [{k: v[r:r + 1].copy() for k, v in params.items()} for r in range(3)]
     opt = get(name, lr=lrs, **kwargs)
     opts = [get(name, lr=float(lr), **kwargs) for lr in lrs]
-    for _ in range(6):
-        opt.update(params, _net_grads(params))
-        for o, p in zip(opts, singles, strict=True):
-            o.update(p, _net_grads(p))
-    for r in range(3):
-        for k in params:
-            np.testing.assert_allclose(params[k][r], singles[r][k][0], rtol=1e-12, atol=1e-12)
+    _assert_same_as_separate_runs(opt, params, opts, singles, steps=6)
 
 
 @pytest.mark.parametrize(("name", "hyper"), [
@@ -327,13 +332,7 @@ def test_other_per_replica_hyperparameters_equal_separate_runs(name, hyper):
 
     opt = get(name, lr=0.05, **hyper)
     opts = [get(name, lr=0.05, **{k: pick(v, r) for k, v in hyper.items()}) for r in range(3)]
-    for _ in range(5):
-        opt.update(params, _net_grads(params))
-        for o, p in zip(opts, singles, strict=True):
-            o.update(p, _net_grads(p))
-    for r in range(3):
-        for k in params:
-            np.testing.assert_allclose(params[k][r], singles[r][k][0], rtol=1e-12, atol=1e-12)
+    _assert_same_as_separate_runs(opt, params, opts, singles, steps=5)
 
 
 @pytest.mark.parametrize(("name", "kwargs"), ALL)
