@@ -225,6 +225,133 @@ def bench_replicas(iters: int, rounds: int, Rs: tuple[int, ...] = (1, 8, 32, 128
     return out
 
 
+# One training job through the public src.nn API only (MLP + optimizers.get + loss_and_grads/update), run in a FRESH
+# interpreter so that nothing (loop.fit, another benchmark) has tuned glibc's allocator in it: what a notebook,
+# macOS or musl user gets. argv[1] is a JSON dict: Rs, model_iters (per case: R x steps), rounds, mallopt,
+# batch (None = full batch), dtype. Prints {"R": cpu µs per model-iteration (median over rounds)} as JSON.
+# Self-contained (it may run against another checkout of src/ for an A/B comparison, see bench_public_api).
+_PUBLIC_API_CHILD = r"""
+import json, statistics, sys, time
+cfg = json.loads(sys.argv[1])
+sys.path.insert(0, '.')
+from threadpoolctl import threadpool_limits
+threadpool_limits(limits=1, user_api='blas')
+import numpy as np
+if cfg['mallopt']:  # what src/speed.py used to do: keep freed blocks in the heap instead of mmap/munmap
+    import ctypes
+    mallopt = ctypes.CDLL('libc.so.6').mallopt
+    assert mallopt(-3, 32 * 1024 * 1024) and mallopt(-1, 512 * 1024 * 1024), 'mallopt failed'
+from src.data import make
+from src.nn import MLP, optimizers
+ds = make('circles_course')
+X, y = ds.X_train.astype(cfg['dtype']), ds.y_train
+m, bs = X.shape[0], cfg['batch']
+cases = {}
+for R in cfg['Rs']:
+    net = MLP([2, 10, 5, 1], activation='relu', init='he_normal', replicas=R, seed=0, dtype=cfg['dtype'])
+    opt = optimizers.get('sgd', lr=0.01)
+    if bs is None:
+        batches = [(X, y)]
+    else:  # two epochs of per-replica shuffled mini-batches (the last one partial), as src/loop.py draws them
+        rng = np.random.default_rng(R)
+        batches = []
+        for _ in range(2):
+            perm = np.stack([rng.permutation(m) for _ in range(R)])
+            batches += [(X[perm[:, s:s + bs]], y[perm[:, s:s + bs]]) for s in range(0, m, bs)]
+    steps = max(cfg['model_iters'] // R, len(batches))
+    def run(net=net, opt=opt, batches=batches, steps=steps):
+        nb = len(batches)
+        for i in range(steps):
+            Xb, yb = batches[i % nb]
+            loss, grads = net.loss_and_grads(Xb, yb)
+            opt.update(net.params, grads)
+    run()  # warm-up: first-step allocations are not what is measured
+    cases[R] = (run, steps * R)
+cpu = {R: [] for R in cases}
+for _ in range(cfg['rounds']):
+    for R, (fn, n) in cases.items():
+        c0 = time.process_time()
+        fn()
+        cpu[R].append((time.process_time() - c0) / n * 1e6)
+print(json.dumps({str(R): statistics.median(v) for R, v in cpu.items()}))
+"""
+
+
+def _public_api_child(tree: Path, **cfg: Any) -> dict[int, float]:
+    """Run `_PUBLIC_API_CHILD` in a fresh interpreter against the `src/` of `tree`; µs per model-iteration by R."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", _PUBLIC_API_CHILD, json.dumps(cfg)], cwd=tree, env=env,
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"public-API benchmark child failed:\n{out.stderr[-3000:]}")
+    return {int(k): v for k, v in json.loads(out.stdout.strip().splitlines()[-1]).items()}
+
+
+def _checkout(ref: str, dest: Path) -> Path:
+    """The `src/` of git ref `ref` exported into `dest` (for an A/B run against an earlier version)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "src"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    return dest
+
+
+def bench_public_api(model_iters: int, rounds: int, child_rounds: int, Rs: tuple[int, ...] = (1, 8, 32, 128),
+                     variants: tuple[tuple[int | None, str], ...] = ((None, "float64"), (64, "float64"),
+                                                                     (None, "float32"), (64, "float32")),
+                     ab_ref: str | None = None) -> dict[str, Any]:
+    """R replicas through the public `src.nn` API, per model-iteration, in fresh subprocesses that never call
+    mallopt (issue 11, goal 1: replicas must pay off without glibc tricks) and, alternated with them, in ones
+    that do (`src.speed.tune_malloc`: if reused buffers made it useless, the two agree). Full batch and
+    mini-batches of 64, float64 and float32; one BLAS thread. With `ab_ref` (a git ref, e.g. the commit before a
+    change) the same children also run against that version's `src/`, alternated, for a same-run comparison.
+
+    Each child interleaves the R values over `rounds` and reports medians; children alternate over
+    `child_rounds` and the figure is the median over children."""
+    trees: dict[str, Path] = {"now": ROOT}
+    tmp = None
+    if ab_ref:
+        tmp = tempfile.TemporaryDirectory(prefix="nnlab-bench-ab-")
+        trees[ab_ref] = _checkout(ab_ref, Path(tmp.name))
+        if (ROOT / "data").exists() and not (trees[ab_ref] / "data").exists():
+            (trees[ab_ref] / "data").symlink_to(ROOT / "data")
+    out: dict[str, Any] = {"model_iters": model_iters, "rounds": rounds, "child_rounds": child_rounds,
+                           "Rs": list(Rs), "ab_ref": ab_ref, "variants": {}}
+    try:
+        for batch, dtype in variants:
+            runs: dict[str, list[dict[int, float]]] = {}
+            for _ in range(child_rounds):
+                for tree_name, tree in trees.items():
+                    for mallopt in (False, True):
+                        key = f"{tree_name}_{'mallopt' if mallopt else 'plain'}"
+                        runs.setdefault(key, []).append(_public_api_child(
+                            tree, Rs=list(Rs), model_iters=model_iters, rounds=rounds, mallopt=mallopt,
+                            batch=batch, dtype=dtype))
+            med = {k: {R: statistics.median(r[R] for r in v) for R in Rs} for k, v in runs.items()}
+            name = f"{'full' if batch is None else f'batch{batch}'}_{dtype}"
+            v: dict[str, Any] = {"us_per_model_iter": {k: {str(R): x for R, x in d.items()} for k, d in med.items()}}
+            for k, d in med.items():
+                v[f"{k}_cheaper_than_R1"] = {str(R): d[Rs[0]] / d[R] for R in Rs}
+            v["mallopt_gain"] = {str(R): med["now_plain"][R] / med["now_mallopt"][R] for R in Rs}
+            if ab_ref:
+                v[f"vs_{ab_ref}_mallopt"] = {str(R): med[f"{ab_ref}_mallopt"][R] / med["now_plain"][R] for R in Rs}
+            out["variants"][name] = v
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    full = out["variants"].get("full_float64")
+    if full and 32 in Rs and 1 in Rs:
+        r32 = full["now_plain_cheaper_than_R1"]["32"]
+        goals = {"R=32 >= 3.5x cheaper per model than R=1, public API, no mallopt": {
+            "goal": 3.5, "measured": r32, "met": r32 >= 3.5}}
+        if ab_ref:
+            ratio = full[f"vs_{ab_ref}_mallopt"]["32"]  # > 1: today's without mallopt is faster than before with it
+            goals[f"R=32 no mallopt no slower than {ab_ref} with mallopt"] = {
+                "goal": 1.0, "measured": ratio, "met": ratio >= 0.97}
+        out["goals"] = goals
+    return out
+
+
 # -------------------------------------------------------------------------------------- subprocess sections
 
 

@@ -178,3 +178,56 @@ def test_dropout_errors():
         dropout_forward(x, 0.5, True, rngs=[rng()])
     with pytest.raises(ValueError, match="shape"):
         dropout_forward(x, 0.5, True, mask=np.ones((2, 3)))
+
+
+def test_sigmoid_select_without_branch_equals_the_two_branch_form():
+    """σ = max(e, [z ≥ 0]) / (1 + e) must be bit-for-bit the textbook where(z ≥ 0, 1/(1+e), e/(1+e))."""
+    z = np.concatenate([np.random.default_rng(0).standard_normal(1000) * 20,
+                        [0.0, -0.0, 1e-300, -1e-300, 745.0, -745.0, 1e3, -1e3, np.inf, -np.inf, np.nan]])
+    for dt in (np.float64, np.float32):
+        zz = z.astype(dt)
+        with np.errstate(over="ignore", invalid="ignore"):
+            e = np.exp(-np.abs(zz))
+            want = np.where(zz >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+            got = sigmoid(zz)
+        assert got.dtype == dt
+        np.testing.assert_array_equal(got, want)
+
+
+def _layer_step(x, params, dout, ws):
+    """dense -> batch norm -> each activation -> dropout, forward and backward, all into `ws` scopes."""
+    W, b, gamma, beta = params
+    out = {}
+    z, dc = dense_forward(x, W, b, ws=ws[0])
+    h, bc = batchnorm_forward(z, gamma, beta, {"running_mean": np.zeros((R, DOUT)),
+                                               "running_var": np.ones((R, DOUT))}, True, ws=ws[1])
+    d = dout
+    for i, name in enumerate(ACTIVATIONS):
+        a, ac = activation_forward(name, h, slope=0.1, ws=ws[2 + i])
+        out[f"a_{name}"] = a
+        out[f"dz_{name}"] = activation_backward(name, d, ac, ws=ws[2 + i])
+    a, dr = dropout_forward(out["a_tanh"], 0.3, True, mask=np.arange(R * M * DOUT).reshape(R, M, DOUT) % 3 > 0,
+                            ws=ws[-1])
+    out["drop"], out["ddrop"] = a, dropout_backward(d, dr, ws=ws[-1])
+    out["dbn"], out["dgamma"], out["dbeta"] = batchnorm_backward(out["dz_tanh"], bc, ws=ws[1])
+    out["dx"], out["dW"], out["db"] = dense_backward(out["dbn"], dc, ws=ws[0])
+    out["z"], out["h"] = z, h
+    return out
+
+
+def test_workspace_reuses_arrays_and_gives_the_fresh_numbers():
+    from src.nn.workspace import FRESH, Workspace
+
+    g = rng(11)
+    params = (g.standard_normal((R, DIN, DOUT)), g.standard_normal((R, DOUT)),
+              1.0 + 0.1 * g.standard_normal((R, DOUT)), g.standard_normal((R, DOUT)))
+    ws = [Workspace() for _ in range(3 + len(ACTIVATIONS))]
+    first = _layer_step(g.standard_normal((R, M, DIN)), params, g.standard_normal((R, M, DOUT)), ws)
+    x2, d2 = g.standard_normal((R, M, DIN)), g.standard_normal((R, M, DOUT))
+    second = _layer_step(x2, params, d2, ws)
+    fresh = _layer_step(x2, params, d2, [FRESH] * len(ws))
+    for k, v in second.items():
+        np.testing.assert_array_equal(v, fresh[k], err_msg=k)
+        if k not in ("a_identity", "dz_identity"):  # identity returns its input
+            assert v is first[k], k  # the same memory, written again
+            assert v is not fresh[k]

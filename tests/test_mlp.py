@@ -375,3 +375,85 @@ def test_gradient_descent_learns():
     loss, acc = net.evaluate(X, y)
     assert np.all(loss < 0.5 * first)
     assert np.all(acc > 0.9)
+
+
+# --- reused buffers: loss_and_grads writes into the net's own arrays ---------------------------------------------
+
+
+def _fresh_grads(net, X, y):
+    """The same step computed into new arrays (taps=True allocates everything) from the same net state."""
+    state = {k: v.copy() for k, v in net.state.items()}
+    rngs = [r.bit_generator.state for r in net.dropout_rngs]
+    loss, grads, _ = net.loss_and_grads(X, y, taps=True)
+    for k, v in state.items():
+        net.state[k][...] = v
+    for r, st in zip(net.dropout_rngs, rngs, strict=True):
+        r.bit_generator.state = st
+    return loss, grads
+
+
+@pytest.mark.parametrize("kw", [{"activation": "relu"}, {"activation": "tanh", "batchnorm": True, "dropout": 0.2},
+                                {"activation": "sigmoid", "l2": 0.1}, {"activation": "leaky_relu"}])
+@pytest.mark.parametrize("n_out", [1, 3])
+def test_reused_buffers_give_the_fresh_numbers_for_every_batch_shape(kw, n_out):
+    """Full batch, mini-batches, a partial last batch and per-replica inputs, interleaved: every call's gradients
+    equal the same step computed into new arrays (a stale or mis-shaped buffer would show here)."""
+    R = 3
+    X, y = data(m=20, classes=max(n_out, 2), seed=1)
+    net = MLP([4, 6, 5, n_out], replicas=R, seed=0, **kw)
+    g = np.random.default_rng(2)
+    idx = [g.permutation(20)[:8] for _ in range(R)]
+    per_replica = (np.stack([X[i] for i in idx]), np.stack([y[i] for i in idx]))
+    calls = [(X, y), (X[:8], y[:8]), (X[8:13], y[8:13]), per_replica, (X, y), (X[:8], y[:8]), per_replica]
+    held = []
+    for Xb, yb in calls:
+        want_loss, want = _fresh_grads(net, Xb, yb)
+        loss, grads = net.loss_and_grads(Xb, yb)
+        np.testing.assert_array_equal(loss, want_loss)
+        assert list(grads) == list(net.params)
+        for k in grads:
+            np.testing.assert_array_equal(grads[k], want[k])
+        held.append(grads)
+    # The contract: grads are the net's buffers, overwritten by the next call (callers copy what they keep).
+    assert all(np.shares_memory(held[0]["W1"], h["W1"]) for h in held)
+
+
+def test_two_nets_and_copies_never_share_buffers():
+    """Grads held from one net survive calls on another net of the same shape, on a copy.copy / deepcopy of it,
+    and on a packed net's sub-net (src/vectorize.py's subnet does copy.copy + new params)."""
+    import copy
+
+    X, y = data(m=12)
+    a, b = MLP([4, 5, 1], replicas=2, seed=0), MLP([4, 5, 1], replicas=2, seed=7)
+    _, ga = a.loss_and_grads(X, y)
+    kept = {k: v.copy() for k, v in ga.items()}
+    b.loss_and_grads(X[::-1], 1 - y)
+    shallow, deep = copy.copy(a), copy.deepcopy(a)
+    for other in (shallow, deep):
+        other.loss_and_grads(X[::-1], 1 - y)
+    sub = copy.copy(a)
+    sub.params = {k: v[:1].copy() for k, v in a.params.items()}
+    sub.replicas, sub.seeds = 1, a.seeds[:1]
+    _, gs = sub.loss_and_grads(X, 1 - y)
+    assert gs["W1"].shape == (1, 4, 5)
+    for k, v in kept.items():
+        np.testing.assert_array_equal(ga[k], v)
+        assert not np.shares_memory(ga[k], gs[k])
+
+
+def test_gradients_can_be_clipped_in_place_and_recomputed():
+    """What the loop does: clip the returned grads in place, update, then the next call starts from scratch."""
+    from src.nn import clipping, optimizers
+
+    X, y = data(m=16)
+    a, b = MLP([4, 5, 1], replicas=2, seed=0), MLP([4, 5, 1], replicas=2, seed=0)
+    oa, ob = optimizers.get("momentum", lr=0.1), optimizers.get("momentum", lr=0.1)
+    for _ in range(3):
+        _, ga = a.loss_and_grads(X, y)
+        clipping.clip_by_norm(ga, 0.05)
+        oa.update(a.params, ga)
+        _, gb, _ = b.loss_and_grads(X, y, taps=True)  # fresh arrays every time
+        clipping.clip_by_norm(gb, 0.05)
+        ob.update(b.params, gb)
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k])

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from src.nn import optimizers
+from src.nn import _flat, optimizers
 from src.nn.optimizers import NAMES, get
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -552,3 +552,66 @@ def test_betas_as_list_and_defaults_follow_torch():
     assert get("nesterov").nesterov is True
     assert repr(get("adam")).startswith("Adam(lr=0.001, betas=(0.9, 0.999)")
     assert optimizers.kwargs_of("sgd") == ("lr", "momentum", "dampening", "nesterov", "weight_decay", "variant")
+
+
+# -- one flat (R, P) array: what an MLP hands over ------------------------------------------------------------------
+
+
+def _as_flat(arrays):
+    """The same values as views into one (R, P) array, laid out as an MLP lays out its params and grads."""
+    _, views = _flat.flat_like(arrays)
+    for k, v in arrays.items():
+        views[k][...] = v
+    return views
+
+
+@pytest.mark.parametrize(("name", "kwargs"), ALL)
+def test_flat_arrays_step_exactly_like_separate_arrays(name, kwargs):
+    """An MLP's params and grads tile one array each, so the optimizer steps them with one call per formula: the
+    numbers (params, state, t) must be bit-for-bit those of stepping each array on its own, masks included, and a
+    state_dict taken in the flat mode must restore it."""
+    sep = _net_params(3, np.random.default_rng(8))
+    flat = _as_flat(sep)
+    gflat = _as_flat(_net_grads(sep))  # one gradient buffer, refilled at every step like the MLP's
+    assert _flat.base_of(list(flat.values())) is not None and _flat.base_of(list(gflat.values())) is not None
+    lr = np.array([0.01, 0.05, 0.1])
+    o_sep, o_flat = get(name, lr=lr, **kwargs), get(name, lr=lr, **kwargs)
+
+    def step(mask=None):
+        for k, g in _net_grads(flat).items():
+            gflat[k][...] = g
+        o_sep.update(sep, _net_grads(sep), mask=mask)
+        o_flat.update(flat, gflat, mask=mask)
+        for k in sep:
+            np.testing.assert_array_equal(flat[k], sep[k])
+            assert o_flat.state[k].keys() == o_sep.state[k].keys()
+            for n, a in o_sep.state[k].items():
+                np.testing.assert_array_equal(o_flat.state[k][n], a)
+        np.testing.assert_array_equal(o_flat.t, o_sep.t)
+
+    for mask in (None, None, np.array([True, False, True]), None):
+        step(mask)
+    assert len(o_flat._groups(flat, gflat)) == 1  # the flat path was taken (one group for all arrays)
+    sd, saved = o_flat.state_dict(), {k: v.copy() for k, v in flat.items()}
+    sd_sep, saved_sep = o_sep.state_dict(), {k: v.copy() for k, v in sep.items()}
+    step()
+    after = {k: v.copy() for k, v in flat.items()}
+    o_flat.load_state_dict(sd)
+    o_sep.load_state_dict(sd_sep)
+    for k in flat:
+        flat[k][...] = saved[k]
+        sep[k][...] = saved_sep[k]
+    step()
+    for k in flat:
+        np.testing.assert_array_equal(flat[k], after[k])
+
+
+def test_flat_detection_refuses_arrays_that_do_not_tile_one_array():
+    arrays = _as_flat(_net_params(2, np.random.default_rng(9)))
+    vals = list(arrays.values())
+    assert _flat.base_of(vals) is not None
+    assert _flat.base_of(vals[::-1]) is None  # out of order
+    assert _flat.base_of(vals[:-1]) is None  # does not cover the whole array
+    assert _flat.base_of([v.copy() for v in vals]) is None  # separate arrays
+    one = _as_flat(_net_params(1, np.random.default_rng(9)))  # R = 1: NumPy gives the replica axis any stride
+    assert _flat.base_of(list(one.values())) is not None

@@ -82,6 +82,7 @@ def check_mlp(net: MLP, X: np.ndarray, y: np.ndarray, eps: float = 1e-7, seed: i
             m = X.shape[-2]
             masks = [rng.random((net.replicas, m, w)) >= net.dropout for w in net.sizes[1:-1]]
         loss, grads = net.loss_and_grads(X, y, dropout_mask=masks)
+        grads = {k: g.copy() for k, g in grads.items()}  # the net's buffers: every f() below overwrites them
         f0 = float(np.max(np.abs(loss)))
 
         def f() -> np.ndarray:  # per-replica losses; numerical_gradient differentiates their sum

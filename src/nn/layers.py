@@ -7,6 +7,12 @@ checkable in isolation (see `gradcheck.check_layer`) before it is trusted inside
 Shapes. Samples are rows. Every parameter has a leading replica axis R (independent networks trained at once):
 x is ``(R, m, d)`` or ``(m, d)`` (one input shared by all replicas, broadcast by ``np.matmul``), W ``(R, din, dout)``,
 b / gamma / beta ``(R, d)``. Replicas never mix: every reduction is over the sample axis (-2) only.
+
+Memory. Every function takes ``ws=``, a :class:`~src.nn.workspace.Workspace` that keeps the arrays its results are
+written into (``out=``), so that a training loop reuses the same memory at every step instead of allocating (and,
+with glibc, mmap-ing and page-faulting) ~1 MB temporaries: ``ws.keep(name, f(..., out=ws.get(name)))``. The default
+``FRESH`` keeps nothing: called without a workspace, a layer is plain NumPy. With a workspace, what a function
+returns (its output, its cache, its gradients) is overwritten by the next call that uses the same workspace.
 """
 
 from __future__ import annotations
@@ -15,15 +21,18 @@ import functools
 
 import numpy as np
 
+from .workspace import FRESH, Workspace
+
 ACTIVATIONS: tuple[str, ...] = ("sigmoid", "tanh", "relu", "leaky_relu", "identity")
 
 
 # --- dense ------------------------------------------------------------------------------------------------------
 
 
-def dense_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, tuple]:
+def dense_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, *, ws: Workspace = FRESH
+                  ) -> tuple[np.ndarray, tuple]:
     """Affine map ``out = x @ W + b`` per replica: (R, m, din) or (m, din) with (R, din, dout) -> (R, m, dout)."""
-    out = np.matmul(x, W)
+    out = ws.keep("z", np.matmul(x, W, out=ws.get("z")))
     out += b[..., None, :]
     return out, (x, W)
 
@@ -36,7 +45,7 @@ def _ones(m: int, dtype: np.dtype) -> np.ndarray:
     return out
 
 
-def dense_backward(dout: np.ndarray, cache: tuple, *, need_dx: bool = True
+def dense_backward(dout: np.ndarray, cache: tuple, *, need_dx: bool = True, ws: Workspace = FRESH
                    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients of the affine map: ``dx = dout W^T``, ``dW = x^T dout``, ``db = sum_m dout``.
 
@@ -45,14 +54,17 @@ def dense_backward(dout: np.ndarray, cache: tuple, *, need_dx: bool = True
     skips the product for the first layer, whose input gradient nobody needs (dx is then None).
     """
     x, W = cache
-    dW = np.matmul(x.swapaxes(-1, -2), dout)  # a shared (din, m) broadcasts against (R, m, dout)
+    xT = x.swapaxes(-1, -2)  # a shared (din, m) broadcasts against (R, m, dout)
+    dW = ws.keep("dW", np.matmul(xT, dout, out=ws.get("dW")))
     # db = Σ_m dout, written as 1ᵀ·dout: NumPy's sum over the strided sample axis is 4-7x slower than the
     # same sum done by BLAS as a product with a vector of ones (measured in benchmarks/bench.py).
-    db = np.matmul(_ones(dout.shape[-2], dout.dtype), dout)
+    db = ws.keep("db", np.matmul(_ones(dout.shape[-2], dout.dtype), dout, out=ws.get("db")))
     dx = None
     if need_dx:
-        # W^T made contiguous first: a transposed (strided) view makes np.matmul leave BLAS for its slow loop.
-        dx = np.matmul(dout, np.ascontiguousarray(W.swapaxes(-1, -2)))
+        # W^T made contiguous (a tiny copy) so that BLAS sees the same operands, and rounds the same way, whether
+        # or not the net has replicas.
+        WT = np.ascontiguousarray(W.swapaxes(-1, -2))
+        dx = ws.keep("dx", np.matmul(dout, WT, out=ws.get("dx")))
         if x.ndim < dx.ndim:
             dx = dx.sum(axis=tuple(range(dx.ndim - x.ndim)))
     return dx, dW, db
@@ -66,11 +78,31 @@ def _check_activation(name: str) -> None:
         raise ValueError(f"unknown activation {name!r}; valid: {', '.join(ACTIVATIONS)}")
 
 
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    """Numerically stable logistic function: uses exp(-|z|) <= 1, so it never overflows (|z| = 1e3 is fine)
-    and keeps full relative precision in both tails."""
-    e = np.exp(-np.abs(z))
-    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+def exp_neg_abs(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``exp(−|z|)`` (into `out` if given): in (0, 1], never overflows. Shared by the sigmoid and the cross-entropy's
+    ``log(1 + exp(−|z|))``, so a loss on logits pays for one exponential."""
+    out = np.abs(z, out=out)
+    np.negative(out, out=out)
+    return np.exp(out, out=out)
+
+
+def sigmoid_from_exp(z: np.ndarray, e: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """σ(z) (into `out` if given) from ``e = exp(−|z|)``, overwriting e with 1 + e.
+
+    ``σ(z) = 1/(1 + e)`` for z ≥ 0 and ``e/(1 + e)`` for z < 0: both forms only ever exponentiate a non-positive
+    number, so σ never overflows (|z| = 1e3 is fine) and keeps full relative precision in both tails. The
+    numerator is 1 where z ≥ 0 and e where z < 0, i.e. ``max(e, [z ≥ 0])`` since 0 ≤ e ≤ 1: a select without
+    a branch per element.
+    """
+    num = np.maximum(np.greater_equal(z, 0, out=out), e, out=out)
+    e += 1.0
+    return np.divide(num, e, out=num)
+
+
+def sigmoid(z: np.ndarray, *, ws: Workspace = FRESH) -> np.ndarray:
+    """Numerically stable logistic function (see :func:`sigmoid_from_exp`)."""
+    e = ws.keep("sigmoid.e", exp_neg_abs(z, ws.get("sigmoid.e")))
+    return ws.keep("sigmoid", sigmoid_from_exp(z, e, ws.get("sigmoid")))
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -80,51 +112,61 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e
 
 
-def activation_forward(name: str, z: np.ndarray, slope: float = 0.01) -> tuple[np.ndarray, tuple]:
+def activation_forward(name: str, z: np.ndarray, slope: float = 0.01, *, ws: Workspace = FRESH
+                       ) -> tuple[np.ndarray, tuple]:
     """Element-wise nonlinearity `name` (see ACTIVATIONS); `slope` is leaky_relu's negative-side slope.
 
     The cache keeps what the derivative needs: the output for sigmoid/tanh (σ' = σ(1-σ), tanh' = 1 - tanh²),
     the sign mask for the ReLU family.
     """
     _check_activation(name)
+    if name == "relu":
+        pos = ws.keep("pos", np.greater(z, 0, out=ws.get("pos")))
+        return ws.keep("a", np.maximum(z, 0.0, out=ws.get("a"))), (pos,)
     if name == "sigmoid":
-        a = sigmoid(z)
+        a = sigmoid(z, ws=ws)
         return a, (a,)
     if name == "tanh":
-        a = np.tanh(z)
+        a = ws.keep("a", np.tanh(z, out=ws.get("a")))
         return a, (a,)
-    if name == "relu":
-        pos = z > 0
-        return np.maximum(z, 0.0, dtype=z.dtype), (pos,)
     if name == "leaky_relu":
-        pos = z > 0
-        return np.where(pos, z, z * slope), (pos, slope)
+        pos = ws.keep("pos", np.greater(z, 0, out=ws.get("pos")))
+        a = ws.keep("a", np.multiply(z, slope, out=ws.get("a")))
+        np.copyto(a, z, where=pos)  # z where z > 0, slope·z elsewhere
+        return a, (pos, slope)
     return z, ()
 
 
-def activation_backward(name: str, da: np.ndarray, cache: tuple) -> np.ndarray:
+def activation_backward(name: str, da: np.ndarray, cache: tuple, *, ws: Workspace = FRESH) -> np.ndarray:
     """dL/dz from dL/da for activation `name` (the local derivative times the incoming gradient)."""
     _check_activation(name)
-    if name == "sigmoid":
-        (a,) = cache
-        return da * (a * (1.0 - a))
-    if name == "tanh":
-        (a,) = cache
-        return da * (1.0 - a * a)
+    if name == "identity":
+        return da
     if name == "relu":
         (pos,) = cache
-        return da * pos
-    if name == "leaky_relu":
-        pos, slope = cache
-        return np.where(pos, da, da * slope)
-    return da
+        return ws.keep("dz", np.multiply(da, pos, out=ws.get("dz")))
+    if name == "sigmoid":
+        (a,) = cache
+        dz = ws.keep("dz", np.subtract(1.0, a, out=ws.get("dz")))
+        dz *= a  # σ' = σ(1 − σ)
+        return np.multiply(da, dz, out=dz)
+    if name == "tanh":
+        (a,) = cache
+        dz = ws.keep("dz", np.multiply(a, a, out=ws.get("dz")))
+        np.subtract(1.0, dz, out=dz)  # tanh' = 1 − tanh²
+        return np.multiply(da, dz, out=dz)
+    pos, slope = cache  # leaky_relu
+    dz = ws.keep("dz", np.multiply(da, slope, out=ws.get("dz")))
+    np.copyto(dz, da, where=pos)
+    return dz
 
 
 # --- batch norm -------------------------------------------------------------------------------------------------
 
 
 def batchnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, state: dict[str, np.ndarray],
-                      train: bool, momentum: float = 0.9, eps: float = 1e-5) -> tuple[np.ndarray, tuple]:
+                      train: bool, momentum: float = 0.9, eps: float = 1e-5, *, ws: Workspace = FRESH
+                      ) -> tuple[np.ndarray, tuple]:
     """Batch normalisation (Ioffe & Szegedy 2015): normalise each feature over the mini-batch, then scale and shift.
 
     Why: it keeps every layer's pre-activations at zero mean / unit variance whatever the weight scale, which is
@@ -140,38 +182,42 @@ def batchnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, state:
     bt = beta[..., None, :]
     if train:
         mu = x.mean(axis=-2, keepdims=True)
-        xc = x - mu
-        var = np.mean(xc * xc, axis=-2, keepdims=True)
+        xhat = ws.keep("xhat", np.subtract(x, mu, out=ws.get("xhat")))  # centred x; scaled into x̂ below
+        xc = xhat
+        sq = ws.keep("bn.tmp", np.multiply(xc, xc, out=ws.get("bn.tmp")))
+        var = np.mean(sq, axis=-2, keepdims=True)
         inv_std = 1.0 / np.sqrt(var + eps)
-        xhat = xc * inv_std
+        xc *= inv_std
         rm, rv = state["running_mean"], state["running_var"]
         rm *= momentum
         rm += (1.0 - momentum) * mu[..., 0, :]
         rv *= momentum
         rv += (1.0 - momentum) * var[..., 0, :]
-        out = xhat * g
-        out += bt
-        return out, (True, xhat, inv_std, gamma)
-    inv_std = 1.0 / np.sqrt(state["running_var"][..., None, :] + eps)
-    xhat = (x - state["running_mean"][..., None, :]) * inv_std
-    out = xhat * g
+    else:
+        inv_std = 1.0 / np.sqrt(state["running_var"][..., None, :] + eps)
+        xhat = ws.keep("xhat", np.subtract(x, state["running_mean"][..., None, :], out=ws.get("xhat")))
+        xhat *= inv_std
+    out = ws.keep("bn", np.multiply(xhat, g, out=ws.get("bn")))
     out += bt
-    return out, (False, xhat, inv_std, gamma)
+    return out, (train, xhat, inv_std, gamma)
 
 
-def batchnorm_backward(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def batchnorm_backward(dout: np.ndarray, cache: tuple, *, ws: Workspace = FRESH
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients of batch norm. Train mode uses the compact form of the chain rule through mean and variance:
     ``dx = inv_std/m · (m·dxhat − Σdxhat − xhat·Σ(dxhat·xhat))`` with ``dxhat = dout·gamma``; eval mode is an
     affine map with fixed statistics."""
     train, xhat, inv_std, gamma = cache
-    dgamma = np.sum(dout * xhat, axis=-2)
-    dbeta = dout.sum(axis=-2)
-    dxhat = dout * gamma[..., None, :]
+    tmp = ws.keep("bn.tmp", np.multiply(dout, xhat, out=ws.get("bn.tmp")))
+    dgamma = ws.keep("dgamma", np.sum(tmp, axis=-2, out=ws.get("dgamma")))
+    dbeta = ws.keep("dbeta", np.sum(dout, axis=-2, out=ws.get("dbeta")))
+    dx = ws.keep("dbn", np.multiply(dout, gamma[..., None, :], out=ws.get("dbn")))  # dxhat
     if not train:
-        return dxhat * inv_std, dgamma, dbeta
+        dx *= inv_std
+        return dx, dgamma, dbeta
     m = dout.shape[-2]
-    dx = dxhat - dxhat.mean(axis=-2, keepdims=True)
-    dx -= xhat * (dgamma[..., None, :] * gamma[..., None, :] / m)
+    dx -= dx.mean(axis=-2, keepdims=True)
+    dx -= np.multiply(xhat, dgamma[..., None, :] * gamma[..., None, :] / m, out=tmp)
     dx *= inv_std
     return dx, dgamma, dbeta
 
@@ -180,7 +226,7 @@ def batchnorm_backward(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.n
 
 
 def dropout_forward(x: np.ndarray, p: float, train: bool, rngs: list[np.random.Generator] | None = None,
-                    mask: np.ndarray | None = None) -> tuple[np.ndarray, tuple]:
+                    mask: np.ndarray | None = None, *, ws: Workspace = FRESH) -> tuple[np.ndarray, tuple]:
     """Inverted dropout (Srivastava et al. 2014; CS231n; the course with keep_prob = 1 - p).
 
     `p` is the DROP probability (torch's convention). In train mode each unit is kept with probability 1 - p and
@@ -197,28 +243,30 @@ def dropout_forward(x: np.ndarray, p: float, train: bool, rngs: list[np.random.G
     if mask is None:
         if rngs is None:
             raise ValueError("dropout_forward in train mode needs rngs (one Generator per replica) or a mask")
+        mask = ws.get("mask")
+        if mask is None:
+            mask = ws.keep("mask", np.empty(x.shape, np.bool_))
         if x.ndim >= 3:
             if len(rngs) != x.shape[0]:
                 raise ValueError(f"dropout: {len(rngs)} rngs for {x.shape[0]} replicas")
-            mask = np.empty(x.shape, dtype=bool)
             for r, rng in enumerate(rngs):
-                mask[r] = rng.random(x.shape[1:]) < keep
+                np.less(rng.random(x.shape[1:]), keep, out=mask[r])
         else:
-            mask = rngs[0].random(x.shape) < keep
+            np.less(rngs[0].random(x.shape), keep, out=mask)
     else:
         mask = np.asarray(mask)
         if mask.shape != x.shape:
             raise ValueError(f"dropout mask shape {mask.shape} != input shape {x.shape}")
-    out = x * mask
+    out = ws.keep("drop", np.multiply(x, mask, out=ws.get("drop")))
     out /= keep  # as the course: A * D / keep_prob
     return out, (mask, keep)
 
 
-def dropout_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
+def dropout_backward(dout: np.ndarray, cache: tuple, *, ws: Workspace = FRESH) -> np.ndarray:
     """The same mask and scale applied to the incoming gradient (dropped units get no gradient)."""
     mask, keep = cache
     if mask is None:
         return dout
-    dx = dout * mask
+    dx = ws.keep("ddrop", np.multiply(dout, mask, out=ws.get("ddrop")))
     dx /= keep
     return dx

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .layers import sigmoid
+from .layers import exp_neg_abs, sigmoid_from_exp
+from .workspace import FRESH, Workspace
 
 
 def _labels(y: np.ndarray, R: int, m: int) -> np.ndarray:
@@ -25,38 +26,44 @@ def _labels(y: np.ndarray, R: int, m: int) -> np.ndarray:
     raise ValueError(f"labels of shape {y.shape} do not match logits with R={R}, m={m}: expected ({m},) or ({R}, {m})")
 
 
-def bce_with_logits(z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def bce_with_logits(z: np.ndarray, y: np.ndarray, *, ws: Workspace = FRESH) -> tuple[np.ndarray, np.ndarray]:
     """Binary cross-entropy of sigmoid(z) against 0/1 labels, computed from the logits z.
 
     ``loss = max(z, 0) − z·y + log(1 + exp(−|z|))`` is the same as ``−y log σ(z) − (1−y) log(1−σ(z))`` but never
     evaluates log 0 or exp of a large number: finite and warning-free at |z| = 1e3. z is (R, m) or (R, m, 1);
-    y is (m,) or (R, m). Returns loss (R,) (mean over samples) and dz = (σ(z) − y)/m with z's shape.
+    y is (m,) or (R, m). Returns loss (R,) (mean over samples) and dz = (σ(z) − y)/m with z's shape (written
+    into `ws`, see `layers`). One ``exp(−|z|)`` serves both the loss and σ(z).
     """
     zz = z[..., 0] if (z.ndim == 3 and z.shape[-1] == 1) else z
     if zz.ndim != 2:
         raise ValueError(f"bce_with_logits expects logits (R, m) or (R, m, 1), got {z.shape}")
     R, m = zz.shape
     yy = _labels(y, R, m).astype(zz.dtype, copy=False)
-    per = np.maximum(zz, 0.0) - zz * yy + np.log1p(np.exp(-np.abs(zz)))
+    e = ws.keep("e", exp_neg_abs(zz, ws.get("e")))
+    per = ws.keep("per", np.maximum(zz, 0.0, out=ws.get("per")))
+    tmp = ws.keep("tmp", np.multiply(zz, yy, out=ws.get("tmp")))
+    per -= tmp
+    per += np.log1p(e, out=tmp)
     loss = per.sum(axis=1) / m  # what .mean(axis=1) computes, without its Python-level wrapper (per step)
-    dz = sigmoid(zz)
+    dz = ws.keep("dz", sigmoid_from_exp(zz, e, ws.get("dz")))
     dz -= yy
     dz /= m
     return loss, dz.reshape(z.shape)
 
 
-def softmax_cross_entropy(z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def softmax_cross_entropy(z: np.ndarray, y: np.ndarray, *, ws: Workspace = FRESH
+                          ) -> tuple[np.ndarray, np.ndarray]:
     """Cross-entropy of softmax(z) against integer class labels, via the shifted log-sum-exp.
 
     z (R, m, C), y (m,) or (R, m) ints in [0, C). Returns loss (R,) (mean over samples) and
-    dz = (softmax(z) − onehot(y))/m.
+    dz = (softmax(z) − onehot(y))/m (written into `ws`, see `layers`).
     """
     if z.ndim != 3:
         raise ValueError(f"softmax_cross_entropy expects logits (R, m, C), got {z.shape}")
     R, m, C = z.shape
     yy = np.broadcast_to(_labels(y, R, m), (R, m)).astype(np.intp, copy=False)  # (R, m) for take_along_axis
-    shifted = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(shifted)
+    shifted = ws.keep("shifted", np.subtract(z, z.max(axis=-1, keepdims=True), out=ws.get("shifted")))
+    e = ws.keep("dz", np.exp(shifted, out=ws.get("dz")))
     s = e.sum(axis=-1, keepdims=True)
     picked = np.take_along_axis(shifted, yy[..., None], axis=-1)[..., 0]
     loss = (np.log(s[..., 0]) - picked).mean(axis=1)

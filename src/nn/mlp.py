@@ -13,12 +13,13 @@ Parameter names are 1-based like the course: W1, b1, ..., WL, bL (+ gamma_l, bet
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from . import initializers
+from . import _flat, initializers
 from .layers import (
     ACTIVATIONS,
     activation_backward,
@@ -33,6 +34,7 @@ from .layers import (
     softmax,
 )
 from .losses import bce_with_logits, softmax_cross_entropy
+from .workspace import FRESH, Workspace
 
 
 def _per_replica(value: Any, R: int, what: str, is_single: Any) -> list[Any]:
@@ -117,14 +119,15 @@ class MLP:
         self.l2 = l2
 
         shapes = self._shapes()
-        self.params: dict[str, np.ndarray] = {}
+        # The parameters are views into one (R, P) array (W1, b1, ... of replica r in row r), so that an
+        # optimizer steps all of them with one NumPy call per formula instead of one per array (see _flat.py).
+        param_shapes = {k: s[1:] for k, s in shapes.items() if not k.startswith("running_")}
+        flat = np.zeros((R, sum(int(np.prod(s)) for s in param_shapes.values())), dtype=self.dtype)
+        self.params: dict[str, np.ndarray] = _flat.views(flat, param_shapes)
         self.state: dict[str, np.ndarray] = {}
         for l in range(1, self.n_layers + 1):
-            self.params[f"W{l}"] = np.empty(shapes[f"W{l}"], dtype=self.dtype)
-            self.params[f"b{l}"] = np.zeros(shapes[f"b{l}"], dtype=self.dtype)
             if self._has_bn(l):
-                self.params[f"gamma{l}"] = np.ones(shapes[f"gamma{l}"], dtype=self.dtype)
-                self.params[f"beta{l}"] = np.zeros(shapes[f"beta{l}"], dtype=self.dtype)
+                self.params[f"gamma{l}"][...] = 1.0
                 self.state[f"running_mean{l}"] = np.zeros(shapes[f"gamma{l}"], dtype=self.dtype)
                 self.state[f"running_var{l}"] = np.ones(shapes[f"gamma{l}"], dtype=self.dtype)
         if params is None:
@@ -139,6 +142,58 @@ class MLP:
         # Public so that a caller can snapshot/restore `rng.bit_generator.state` around an extra train-mode pass
         # (e.g. diagnostics) and keep the training masks independent of how often it looks.
         self.dropout_rngs: list[np.random.Generator] = [np.random.default_rng([s, 1]) for s in seeds]
+        self._reset_buffers()
+
+    # --- reusable buffers ---------------------------------------------------------------------------------------
+
+    MAX_WORKSPACES: int = 4  # input shapes whose buffers are kept (full batch, mini-batch, last partial batch)
+
+    def _reset_buffers(self) -> None:
+        """Forget the training step's buffers (they are rebuilt on the next step, for the current params)."""
+        self._workspaces: dict[tuple[int, ...], list[Workspace]] = {}
+        self._grads: dict[str, np.ndarray] | None = None
+
+    def _train_workspaces(self, shape: tuple[int, ...]) -> list[Workspace]:
+        """One workspace per layer plus one for the loss, for inputs of `shape` (see workspace.py for why).
+
+        The gradient arrays are bound into them as views of one flat buffer shared by every input shape, so
+        that the optimizer recognises them as one array (see _flat.py) and a step allocates nothing large.
+        """
+        wss = self._workspaces.get(shape)
+        if wss is None:
+            if self._grads is None:
+                _, self._grads = _flat.flat_like(self.params, self.dtype)
+            if len(self._workspaces) >= self.MAX_WORKSPACES:
+                del self._workspaces[next(iter(self._workspaces))]
+            wss = [Workspace() for _ in range(self.n_layers + 1)]
+            for l in range(1, self.n_layers + 1):
+                for name, key in (("dW", "W"), ("db", "b"), ("dgamma", "gamma"), ("dbeta", "beta")):
+                    if f"{key}{l}" in self._grads:
+                        wss[l - 1].bind(name, self._grads[f"{key}{l}"])
+            self._workspaces[shape] = wss
+        return wss
+
+    def __copy__(self) -> MLP:
+        """A shallow copy (arrays shared, as `copy.copy` does) with its own training buffers: two nets never
+        write their gradients into the same arrays."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new._reset_buffers()
+        return new
+
+    def __deepcopy__(self, memo: dict) -> MLP:
+        new = object.__new__(type(self))
+        memo[id(self)] = new
+        for k, v in self.__dict__.items():
+            if k not in ("_workspaces", "_grads"):
+                new.__dict__[k] = copy.deepcopy(v, memo)
+        new._reset_buffers()
+        return new
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_workspaces"], state["_grads"] = {}, None
+        return state
 
     # --- construction helpers -----------------------------------------------------------------------------------
 
@@ -218,10 +273,12 @@ class MLP:
 
     def _forward(self, X: np.ndarray, train: bool, masks: Sequence[np.ndarray] | None = None,
                  update_state: bool = True, rngs: list[np.random.Generator] | None = None,
-                 keep: bool = False) -> tuple[np.ndarray, list[tuple], list[dict[str, np.ndarray]]]:
+                 keep: bool = False, ws: Sequence[Workspace] | None = None
+                 ) -> tuple[np.ndarray, list[tuple], list[dict[str, np.ndarray]]]:
         """Logits, per-layer caches (if `keep`) and per-layer {"z", "a"} taps (if `keep`).
 
-        "z" is the dense output (before batch norm), "a" the activation output (before dropout).
+        "z" is the dense output (before batch norm), "a" the activation output (before dropout). `ws` is one
+        workspace per layer to write into (None: new arrays).
         """
         L, P = self.n_layers, self.params
         if masks is not None:
@@ -234,7 +291,8 @@ class MLP:
         taps: list[dict[str, np.ndarray]] = []
         a = X
         for l in range(1, L + 1):
-            z, dc = dense_forward(a, P[f"W{l}"], P[f"b{l}"])
+            w = FRESH if ws is None else ws[l - 1]
+            z, dc = dense_forward(a, P[f"W{l}"], P[f"b{l}"], ws=w)
             if l == L:
                 if keep:
                     caches.append((dc, None, None, None))
@@ -246,20 +304,21 @@ class MLP:
                 if train and not update_state:
                     st = {k: v.copy() for k, v in st.items()}
                 h, bc = batchnorm_forward(z, P[f"gamma{l}"], P[f"beta{l}"], st, train,
-                                          momentum=self.bn_momentum, eps=self.bn_eps)
-            a, ac = activation_forward(self.activation, h, self.leaky_slope)
+                                          momentum=self.bn_momentum, eps=self.bn_eps, ws=w)
+            a, ac = activation_forward(self.activation, h, self.leaky_slope, ws=w)
             if keep:
                 taps.append({"z": z, "a": a})
             dr = None
             if use_dropout:
                 a, dr = dropout_forward(a, self.dropout, True, rngs if rngs is not None else self.dropout_rngs,
-                                        mask=None if masks is None else masks[l - 1])
+                                        mask=None if masks is None else masks[l - 1], ws=w)
             if keep:
                 caches.append((dc, bc, ac, dr))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _data_loss(self, logits: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return bce_with_logits(logits, y) if self.binary else softmax_cross_entropy(logits, y)
+    def _data_loss(self, logits: np.ndarray, y: np.ndarray, ws: Workspace = FRESH
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        return bce_with_logits(logits, y, ws=ws) if self.binary else softmax_cross_entropy(logits, y, ws=ws)
 
     def _output(self, logits: np.ndarray) -> np.ndarray:
         """Probabilities: (R, m) for a binary net, (R, m, C) otherwise."""
@@ -274,30 +333,38 @@ class MLP:
         mean data loss plus λ/(2m)·Σ‖W‖² (m = rows of this batch). Returns ``(loss (R,), grads)`` with grads keyed
         and shaped like `params`; with ``taps=True`` also a list of per-layer dicts {"z", "a", "dz", "dW"} (for
         the output layer "a" is the sigmoid/softmax output and "dz" the gradient of the logits).
+
+        The gradient arrays are this net's reusable buffers: they are VALID UNTIL THE NEXT CALL, which overwrites
+        them (that is what makes a step allocate nothing large; see workspace.py). Copy them to keep them, e.g.
+        ``{k: g.copy() for k, g in grads.items()}``. They may be modified in place until then (clipping does).
+        With ``taps=True`` everything returned, grads included, is freshly allocated and never overwritten.
         """
         X = self._input(X)
         m = X.shape[-2]
-        logits, caches, tap_list = self._forward(X, True, masks=dropout_mask, keep=True)
-        loss, dz = self._data_loss(logits, y)
+        L = self.n_layers
+        wss = None if taps else self._train_workspaces(X.shape)
+        logits, caches, tap_list = self._forward(X, True, masks=dropout_mask, keep=True, ws=wss)
+        loss, dz = self._data_loss(logits, y, FRESH if wss is None else wss[L])
         lam = np.asarray(self._l2)
         l2_on = self._l2_active()
         if l2_on:
             loss = loss + self._l2_loss(m)
             lam_w = (lam.reshape(-1, 1, 1) if lam.ndim else lam) / m
-        P, L = self.params, self.n_layers
+        P = self.params
         grads: dict[str, np.ndarray] = {}
         da: Any = None  # dL/d(output of layer l), set by layer l+1's backward
         if taps:
             tap_list[-1]["a"] = self._output(logits).reshape(logits.shape)
         for l in range(L, 0, -1):
+            w = FRESH if wss is None else wss[l - 1]
             dc, bc, ac, dr = caches[l - 1]
             if l < L:
                 if dr is not None:
-                    da = dropout_backward(da, dr)
-                dz = activation_backward(self.activation, da, ac)
+                    da = dropout_backward(da, dr, ws=w)
+                dz = activation_backward(self.activation, da, ac, ws=w)
                 if bc is not None:
-                    dz, grads[f"gamma{l}"], grads[f"beta{l}"] = batchnorm_backward(dz, bc)
-            dx, dW, db = dense_backward(dz, dc, need_dx=l > 1)
+                    dz, grads[f"gamma{l}"], grads[f"beta{l}"] = batchnorm_backward(dz, bc, ws=w)
+            dx, dW, db = dense_backward(dz, dc, need_dx=l > 1, ws=w)
             if l2_on:
                 dW += lam_w * P[f"W{l}"]
             grads[f"W{l}"], grads[f"b{l}"] = dW, db

@@ -98,7 +98,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _hyper
+from . import _flat, _hyper
 from ._hyper import Hyper, nonzero
 from ._hyper import per_replica as _rb
 
@@ -126,6 +126,8 @@ class Optimizer:
         self.lr = _hyper.real("lr", lr, **_POSITIVE)
         self.t: np.ndarray | None = None
         self.state: dict[str, dict[str, np.ndarray]] = {}
+        self._plan: tuple | None = None  # see _groups
+        self._scratch: dict[str, np.ndarray] = {}  # the step's temporaries, reused from one update to the next
 
     # -- learning rate (set by schedules each epoch; 0 is allowed there, e.g. cosine annealing to eta_min=0)
     @property
@@ -151,7 +153,8 @@ class Optimizer:
     def update(self, params: MutableMapping[str, np.ndarray], grads: Mapping[str, np.ndarray],
                mask: np.ndarray | None = None) -> None:
         """One step on every parameter, in place; replicas where ``mask`` is False are left untouched."""
-        R = self._check_arrays(params, grads)
+        groups = self._groups(params, grads)
+        R = groups[0][0].shape[0]
         hp = {name: getattr(self, name) for name in self._HYPERS}
         for name, value in hp.items():
             _hyper.check_replicas(name, value, R)
@@ -173,25 +176,61 @@ class Optimizer:
         if idx is None:
             self.t += 1
             hp = self._prepare(_compact(self.t), hp)
-            for key, p in params.items():
-                self._step(p, grads[key], self._state_of(key, p), hp)
+            for p, g, state in groups:
+                self._step(p, g, state, hp)
             return
         self.t[idx] += 1
         hp = {name: (v[idx] if isinstance(v, np.ndarray) else v) for name, v in hp.items()}
         hp = self._prepare(_compact(self.t[idx]), hp)
-        for key, full_p in params.items():
-            full_state = self._state_of(key, full_p)
+        for full_p, g, full_state in groups:
             p = full_p[idx]  # copies (fancy indexing); written back below
             state = {name: a[idx] for name, a in full_state.items()}
-            self._step(p, grads[key][idx], state, hp)
+            self._step(p, g[idx], state, hp)
             full_p[idx] = p
             for name, a in state.items():
                 full_state[name][idx] = a
+
+    def _groups(self, params: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray]
+                ) -> list[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
+        """The (param, grad, state) triples one update steps through.
+
+        One triple when `params` and `grads` are views that tile one ``(R, P)`` array each in the same layout
+        (an MLP's params and gradients, see _flat.py): the formula then runs once on all parameters, with the
+        state held as ``(R, P)`` arrays too (``self.state[key]`` are views into them, so `state_dict` is
+        unchanged). Otherwise one triple per key. The result is cached for the next call with the same arrays.
+        """
+        plan = self._plan
+        if plan is not None:
+            keys, p_arrays, g_arrays, groups = plan
+            if (len(params) == len(keys) and all(a is b for a, b in zip(params.values(), p_arrays, strict=False))
+                    and all(a is b for a, b in zip(grads.values(), g_arrays, strict=False))
+                    and tuple(params) == keys and tuple(grads) == keys):
+                return groups
+        self._check_arrays(params, grads)
+        keys = tuple(params)
+        p_base = _flat.base_of([params[k] for k in keys])
+        g_base = _flat.base_of([grads[k] for k in keys])
+        if p_base is not None and g_base is not None and g_base.shape == p_base.shape:
+            flat_state = self._init_state(p_base)
+            shapes = {k: params[k].shape[1:] for k in keys}
+            per_name = {name: _flat.views(a, shapes) for name, a in flat_state.items()}
+            for k in keys:
+                old = self.state.get(k, {})
+                for name, v in per_name.items():
+                    if name in old:
+                        v[k][...] = old[name]  # a state built one array at a time carries on in the flat one
+                self.state[k] = {name: v[k] for name, v in per_name.items()}
+            groups = [(p_base, g_base, flat_state)]
+        else:
+            groups = [(params[k], grads[k], self._state_of(k, params[k])) for k in keys]
+        self._plan = (keys, tuple(params.values()), tuple(grads.values()), groups)
+        return groups
 
     def reset(self) -> None:
         """Forget all state (moments and step counts); hyper-parameters are kept."""
         self.t = None
         self.state = {}
+        self._plan = None
 
     def state_dict(self) -> dict[str, Any]:
         """A deep copy of ``lr``, the step counter ``t`` and the per-parameter state arrays."""
@@ -206,6 +245,7 @@ class Optimizer:
         self.lr = sd["lr"]
         self.t = None if sd["t"] is None else np.array(sd["t"], dtype=np.int64)
         self.state = {k: {n: np.array(a) for n, a in s.items()} for k, s in sd["state"].items()}
+        self._plan = None
 
     def hparams(self) -> dict[str, Any]:
         """The constructor arguments as currently set (for logging)."""
@@ -216,6 +256,14 @@ class Optimizer:
         return f"{type(self).__name__}({', '.join(f'{k}={_hyper.fmt(v)}' for k, v in self.hparams().items())})"
 
     # -- helpers
+    def _tmp(self, p: np.ndarray, name: str = "tmp") -> np.ndarray:
+        """A scratch array shaped like `p` for the step's intermediate results, reused across updates (large
+        temporaries allocated at every step are what glibc mmaps and unmaps; see workspace.py)."""
+        a = self._scratch.get(name)
+        if a is None or a.shape != p.shape or a.dtype != p.dtype:
+            a = self._scratch[name] = np.empty_like(p)
+        return a
+
     def _state_of(self, key: str, p: np.ndarray) -> dict[str, np.ndarray]:
         state = self.state.get(key)
         if state is None:
@@ -302,7 +350,7 @@ class SGD(Optimizer):
             else:
                 buf += _rb(hp["coef"], nd) * g
             d = g + mom * buf if self.nesterov else buf
-        p -= _rb(hp["lr"], nd) * d
+        p -= np.multiply(_rb(hp["lr"], nd), d, out=self._tmp(p))
 
 
 class Momentum(SGD):
@@ -353,10 +401,12 @@ class AdaGrad(Optimizer):
         g = _add_weight_decay(g, p, hp["weight_decay"])
         clr = hp["clr"]
         s = state["sum"]
-        s += g * g
-        std = np.sqrt(s)
+        s += np.multiply(g, g, out=self._tmp(p))
+        std = np.sqrt(s, out=self._tmp(p, "std"))
         std += _rb(hp["eps"], nd)
-        p -= _rb(clr, nd) * (g / std)
+        step = np.divide(g, std, out=std)
+        step *= _rb(clr, nd)
+        p -= step
 
 
 class RMSprop(Optimizer):
@@ -389,24 +439,31 @@ class RMSprop(Optimizer):
         nd = p.ndim
         g = _add_weight_decay(g, p, hp["weight_decay"])
         alpha = _rb(hp["alpha"], nd)
+        tmp, avg = self._tmp(p), self._tmp(p, "avg")
         sq = state["square_avg"]
         sq *= alpha
-        sq += (1.0 - alpha) * (g * g)
+        np.multiply(g, g, out=tmp)
+        tmp *= 1.0 - alpha
+        sq += tmp
         if self.centered:
             ga = state["grad_avg"]
-            ga += (1.0 - alpha) * (g - ga)
-            avg = np.sqrt(sq - ga * ga)
+            np.subtract(g, ga, out=tmp)
+            tmp *= 1.0 - alpha
+            ga += tmp
+            np.multiply(ga, ga, out=tmp)
+            np.subtract(sq, tmp, out=avg)
+            np.sqrt(avg, out=avg)
         else:
-            avg = np.sqrt(sq)
+            np.sqrt(sq, out=avg)
         avg += _rb(hp["eps"], nd)
         lr = _rb(hp["lr"], nd)
+        step = np.divide(g, avg, out=avg)  # g / avg
         if "momentum_buffer" in state:
             buf = state["momentum_buffer"]
             buf *= _rb(hp["momentum"], nd)
-            buf += g / avg
-            p -= lr * buf
-        else:
-            p -= lr * (g / avg)
+            buf += step
+            step = buf
+        p -= np.multiply(lr, step, out=tmp)
 
 
 class Adam(Optimizer):
@@ -463,17 +520,20 @@ class Adam(Optimizer):
         else:
             g = _add_weight_decay(g, p, wd)
         m, v = state["exp_avg"], state["exp_avg_sq"]
-        m += _rb(hp["one_minus_beta1"], nd) * (g - m)
+        tmp = self._tmp(p)
+        m += np.multiply(_rb(hp["one_minus_beta1"], nd), np.subtract(g, m, out=tmp), out=tmp)
         v *= _rb(hp["beta2"], nd)
-        v += _rb(hp["one_minus_beta2"], nd) * (g * g)
+        v += np.multiply(_rb(hp["one_minus_beta2"], nd), np.multiply(g, g, out=tmp), out=tmp)
         if self.amsgrad:
             vmax = state["max_exp_avg_sq"]
             np.maximum(vmax, v, out=vmax)
             v = vmax
-        denom = np.sqrt(v)
+        denom = np.sqrt(v, out=tmp)
         denom /= _rb(hp["bias_correction2_sqrt"], nd)
         denom += _rb(hp["eps"], nd)
-        p -= _rb(hp["step_size"], nd) * (m / denom)
+        step = np.divide(m, denom, out=tmp)  # m / denom
+        step *= _rb(hp["step_size"], nd)
+        p -= step
 
 
 class AdamW(Adam):
