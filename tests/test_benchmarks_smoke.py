@@ -18,8 +18,18 @@ def test_quick_core_and_replicas(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert set(res["core"]["per_iteration"]) == {"plain_numpy", "nnlab_step", "nnlab_fit", "sklearn"}
     assert res["core"]["nnlab_fit_vs_plain"] > 0 and res["core"]["sklearn_vs_nnlab_fit"] > 0
     assert [r["R"] for r in res["replicas"]["rows"]] == [1, 8]
+    assert all(set(g) == {"goal", "measured", "met"} for g in res["core"]["goals"].values())
     table = capsys.readouterr().out
     assert "| figure | measured | goal | met |" in table and "plain NumPy loop" in table
+
+
+def test_quick_public_api_runs_fresh_children_with_and_without_mallopt(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    assert bench.main(["--quick", "--only", "public_api", "--out", str(out)]) == 0
+    v = json.loads(out.read_text())["public_api"]["variants"]["full_float64"]
+    assert set(v["us_per_model_iter"]) == {"now_plain", "now_mallopt"}
+    assert all(x > 0 for d in v["us_per_model_iter"].values() for x in d.values())
+    assert set(v["mallopt_gain"]) == {"1", "8"}
 
 
 def test_plain_loop_is_the_same_maths_as_nnlab() -> None:

@@ -61,10 +61,8 @@ def dense_backward(dout: np.ndarray, cache: tuple, *, need_dx: bool = True, ws: 
     db = ws.keep("db", np.matmul(_ones(dout.shape[-2], dout.dtype), dout, out=ws.get("db")))
     dx = None
     if need_dx:
-        # W^T made contiguous (a tiny copy) so that BLAS sees the same operands, and rounds the same way, whether
-        # or not the net has replicas.
-        WT = np.ascontiguousarray(W.swapaxes(-1, -2))
-        dx = ws.keep("dx", np.matmul(dout, WT, out=ws.get("dx")))
+        # W^T as a view: NumPy hands BLAS the transpose flag (same numbers as a contiguous copy, without the copy)
+        dx = ws.keep("dx", np.matmul(dout, W.swapaxes(-1, -2), out=ws.get("dx")))
         if x.ndim < dx.ndim:
             dx = dx.sum(axis=tuple(range(dx.ndim - x.ndim)))
     return dx, dW, db
@@ -119,7 +117,6 @@ def activation_forward(name: str, z: np.ndarray, slope: float = 0.01, *, ws: Wor
     The cache keeps what the derivative needs: the output for sigmoid/tanh (σ' = σ(1-σ), tanh' = 1 - tanh²),
     the sign mask for the ReLU family.
     """
-    _check_activation(name)
     if name == "relu":
         pos = ws.keep("pos", np.greater(z, 0, out=ws.get("pos")))
         return ws.keep("a", np.maximum(z, 0.0, out=ws.get("a"))), (pos,)
@@ -134,14 +131,12 @@ def activation_forward(name: str, z: np.ndarray, slope: float = 0.01, *, ws: Wor
         a = ws.keep("a", np.multiply(z, slope, out=ws.get("a")))
         np.copyto(a, z, where=pos)  # z where z > 0, slope·z elsewhere
         return a, (pos, slope)
+    _check_activation(name)  # here rather than first: the training step calls this on every layer
     return z, ()
 
 
 def activation_backward(name: str, da: np.ndarray, cache: tuple, *, ws: Workspace = FRESH) -> np.ndarray:
     """dL/dz from dL/da for activation `name` (the local derivative times the incoming gradient)."""
-    _check_activation(name)
-    if name == "identity":
-        return da
     if name == "relu":
         (pos,) = cache
         return ws.keep("dz", np.multiply(da, pos, out=ws.get("dz")))
@@ -155,10 +150,13 @@ def activation_backward(name: str, da: np.ndarray, cache: tuple, *, ws: Workspac
         dz = ws.keep("dz", np.multiply(a, a, out=ws.get("dz")))
         np.subtract(1.0, dz, out=dz)  # tanh' = 1 − tanh²
         return np.multiply(da, dz, out=dz)
-    pos, slope = cache  # leaky_relu
-    dz = ws.keep("dz", np.multiply(da, slope, out=ws.get("dz")))
-    np.copyto(dz, da, where=pos)
-    return dz
+    if name == "leaky_relu":
+        pos, slope = cache
+        dz = ws.keep("dz", np.multiply(da, slope, out=ws.get("dz")))
+        np.copyto(dz, da, where=pos)
+        return dz
+    _check_activation(name)
+    return da
 
 
 # --- batch norm -------------------------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ def bce_with_logits(z: np.ndarray, y: np.ndarray, *, ws: Workspace = FRESH) -> t
     tmp = ws.keep("tmp", np.multiply(zz, yy, out=ws.get("tmp")))
     per -= tmp
     per += np.log1p(e, out=tmp)
-    loss = per.sum(axis=1) / m  # what .mean(axis=1) computes, without its Python-level wrapper (per step)
+    loss = np.add.reduce(per, axis=1) / m  # what .mean(axis=1) computes, without its Python wrappers (per step)
     dz = ws.keep("dz", sigmoid_from_exp(zz, e, ws.get("dz")))
     dz -= yy
     dz /= m

@@ -142,6 +142,7 @@ class MLP:
         # Public so that a caller can snapshot/restore `rng.bit_generator.state` around an extra train-mode pass
         # (e.g. diagnostics) and keep the training masks independent of how often it looks.
         self.dropout_rngs: list[np.random.Generator] = [np.random.default_rng([s, 1]) for s in seeds]
+        self._Wb = [(f"W{l}", f"b{l}") for l in range(1, self.n_layers + 1)]  # names per layer, made once
         self._reset_buffers()
 
     # --- reusable buffers ---------------------------------------------------------------------------------------
@@ -273,13 +274,15 @@ class MLP:
 
     def _forward(self, X: np.ndarray, train: bool, masks: Sequence[np.ndarray] | None = None,
                  update_state: bool = True, rngs: list[np.random.Generator] | None = None,
-                 keep: bool = False, ws: Sequence[Workspace] | None = None
+                 keep: bool = False, ws: Sequence[Workspace] | None = None, taps: bool | None = None
                  ) -> tuple[np.ndarray, list[tuple], list[dict[str, np.ndarray]]]:
-        """Logits, per-layer caches (if `keep`) and per-layer {"z", "a"} taps (if `keep`).
+        """Logits, per-layer caches (if `keep`) and per-layer {"z", "a"} taps (if `taps`, default: `keep`).
 
         "z" is the dense output (before batch norm), "a" the activation output (before dropout). `ws` is one
         workspace per layer to write into (None: new arrays).
         """
+        if taps is None:
+            taps = keep
         L, P = self.n_layers, self.params
         if masks is not None:
             if self.dropout == 0.0:
@@ -288,16 +291,17 @@ class MLP:
                 raise ValueError(f"dropout_mask needs one mask per hidden layer ({L - 1}), got {len(masks)}")
         use_dropout = train and self.dropout > 0.0
         caches: list[tuple] = []
-        taps: list[dict[str, np.ndarray]] = []
+        tap_list: list[dict[str, np.ndarray]] = []
         a = X
-        for l in range(1, L + 1):
+        for l, (Wk, bk) in enumerate(self._Wb, start=1):
             w = FRESH if ws is None else ws[l - 1]
-            z, dc = dense_forward(a, P[f"W{l}"], P[f"b{l}"], ws=w)
+            z, dc = dense_forward(a, P[Wk], P[bk], ws=w)
             if l == L:
                 if keep:
                     caches.append((dc, None, None, None))
-                    taps.append({"z": z})
-                return z, caches, taps
+                if taps:
+                    tap_list.append({"z": z})
+                return z, caches, tap_list
             h, bc = z, None
             if self._has_bn(l):
                 st = {"running_mean": self.state[f"running_mean{l}"], "running_var": self.state[f"running_var{l}"]}
@@ -306,8 +310,8 @@ class MLP:
                 h, bc = batchnorm_forward(z, P[f"gamma{l}"], P[f"beta{l}"], st, train,
                                           momentum=self.bn_momentum, eps=self.bn_eps, ws=w)
             a, ac = activation_forward(self.activation, h, self.leaky_slope, ws=w)
-            if keep:
-                taps.append({"z": z, "a": a})
+            if taps:
+                tap_list.append({"z": z, "a": a})
             dr = None
             if use_dropout:
                 a, dr = dropout_forward(a, self.dropout, True, rngs if rngs is not None else self.dropout_rngs,
@@ -343,11 +347,11 @@ class MLP:
         m = X.shape[-2]
         L = self.n_layers
         wss = None if taps else self._train_workspaces(X.shape)
-        logits, caches, tap_list = self._forward(X, True, masks=dropout_mask, keep=True, ws=wss)
+        logits, caches, tap_list = self._forward(X, True, masks=dropout_mask, keep=True, ws=wss, taps=taps)
         loss, dz = self._data_loss(logits, y, FRESH if wss is None else wss[L])
-        lam = np.asarray(self._l2)
         l2_on = self._l2_active()
         if l2_on:
+            lam = np.asarray(self._l2)
             loss = loss + self._l2_loss(m)
             lam_w = (lam.reshape(-1, 1, 1) if lam.ndim else lam) / m
         P = self.params
@@ -357,6 +361,7 @@ class MLP:
             tap_list[-1]["a"] = self._output(logits).reshape(logits.shape)
         for l in range(L, 0, -1):
             w = FRESH if wss is None else wss[l - 1]
+            Wk, bk = self._Wb[l - 1]
             dc, bc, ac, dr = caches[l - 1]
             if l < L:
                 if dr is not None:
@@ -366,8 +371,8 @@ class MLP:
                     dz, grads[f"gamma{l}"], grads[f"beta{l}"] = batchnorm_backward(dz, bc, ws=w)
             dx, dW, db = dense_backward(dz, dc, need_dx=l > 1, ws=w)
             if l2_on:
-                dW += lam_w * P[f"W{l}"]
-            grads[f"W{l}"], grads[f"b{l}"] = dW, db
+                dW += lam_w * P[Wk]
+            grads[Wk], grads[bk] = dW, db
             if taps:
                 tap_list[l - 1]["dz"] = dz
                 tap_list[l - 1]["dW"] = dW

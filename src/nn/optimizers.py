@@ -93,6 +93,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import operator
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
@@ -157,7 +158,8 @@ class Optimizer:
         R = groups[0][0].shape[0]
         hp = {name: getattr(self, name) for name in self._HYPERS}
         for name, value in hp.items():
-            _hyper.check_replicas(name, value, R)
+            if isinstance(value, np.ndarray):
+                _hyper.check_replicas(name, value, R)
         if self.t is None:
             self.t = np.zeros(R, dtype=np.int64)
         elif self.t.shape != (R,):
@@ -202,8 +204,8 @@ class Optimizer:
         plan = self._plan
         if plan is not None:
             keys, p_arrays, g_arrays, groups = plan
-            if (len(params) == len(keys) and all(a is b for a, b in zip(params.values(), p_arrays, strict=False))
-                    and all(a is b for a, b in zip(grads.values(), g_arrays, strict=False))
+            if (len(params) == len(keys) and all(map(operator.is_, params.values(), p_arrays))
+                    and all(map(operator.is_, grads.values(), g_arrays))
                     and tuple(params) == keys and tuple(grads) == keys):
                 return groups
         self._check_arrays(params, grads)
@@ -287,6 +289,8 @@ class Optimizer:
 def _compact(t: np.ndarray) -> int | np.ndarray:
     """The step as a Python int when every selected replica is at the same step, else the array."""
     first = int(t[0])
+    if t.shape[0] == 1:
+        return first
     return first if bool((t == first).all()) else t  # the method: np.all() costs ~3 µs of Python per step
 
 
