@@ -218,8 +218,14 @@ class Tracker:
                                                       max_results=max_results), "searching runs", self.uri)
 
 
-def check_reachable(uri: str, timeout: float = 5.0) -> None:
-    """Fail fast, in one line, when an http(s) tracking server does not answer (MLflow itself retries for minutes)."""
+def check_reachable(uri: str, timeout: float = 5.0, busy_wait: float = 60.0) -> None:
+    """Fail fast, in one line, when an http(s) tracking server does not answer (MLflow itself retries for minutes).
+
+    A refused connection or a bad address fails at once. A server that accepts the connection but is slow to
+    answer is busy, not dead (measured: a PostgreSQL-backed server with 4 launchers logging into it on 2 cores
+    took > 5 s to answer `/health`, and the 5th launch failed its pre-flight), so it is asked again for up to
+    `busy_wait` seconds before giving up.
+    """
     if not uri.startswith(("http://", "https://")):
         if uri.startswith("file:") or "://" not in uri and not uri.startswith("sqlite"):
             raise TrackingError(f"tracking URI {uri!r} is not supported; valid: sqlite:///path/to/mlflow.db, "
@@ -229,14 +235,22 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
     import urllib.error
     import urllib.request
 
-    try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as r:  # noqa: S310
-            if r.status != 200:
-                raise TrackingError(f"MLflow server {uri} answered /health with HTTP {r.status}")
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise TrackingError(f"MLflow server {uri} cannot be reached ({reason}); start it with "
-                            f"`mlflow server --host 127.0.0.1` or unset MLFLOW_TRACKING_URI") from exc
+    deadline = time.monotonic() + busy_wait
+    while True:
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as r:  # noqa: S310
+                if r.status != 200:
+                    raise TrackingError(f"MLflow server {uri} answered /health with HTTP {r.status}")
+                return
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            if isinstance(reason, TimeoutError):
+                if time.monotonic() < deadline:
+                    continue  # accepted but slow: busy
+                raise TrackingError(f"MLflow server {uri} accepted connections but did not answer /health within "
+                                    f"{busy_wait:.0f} s; check its log and load") from exc
+            raise TrackingError(f"MLflow server {uri} cannot be reached ({reason}); start it with "
+                                f"`mlflow server --host 127.0.0.1` or unset MLFLOW_TRACKING_URI") from exc
 
 
 def _check_sqlite(uri: str) -> None:
