@@ -1,6 +1,7 @@
 """nnlab's speed benchmarks: every figure is a RATIO against a baseline measured in the same run.
 
-    python -m benchmarks.bench                      # sections core, replicas, public_api, vectorize, overhead, memory
+    python -m benchmarks.bench                      # sections core, replicas, public_api, vectorize, overhead, memory,
+                                                    # tracking
     python -m benchmarks.bench --only public_api --ab-ref <commit>   # + the same children against an older src/
     python -m benchmarks.bench --dvc                # + the default `dvc repro` in a scratch copy (minutes)
     python -m benchmarks.bench --quick              # seconds: tiny sizes, to check the script works
@@ -25,6 +26,8 @@ Sections (README "Speed"):
              `hydra/sweeper=vectorized` (one job per group of configs that differ only in per-replica scalars).
   overhead   per-job cost of a Hydra multirun with MLflow tracking for jobs that train nothing (1 epoch).
   memory     peak RSS of one worker: the default preset's job, and the same at R=128.
+  tracking   runs/s and metric points/s into SQLite, an SQLite-backed and a PostgreSQL-backed `mlflow server`, by
+             one and by four writers at once (benchmarks/tracking.py).
   dvc        (--dvc) the default `dvc repro` in a scratch copy, stage by stage.
 """
 
@@ -558,6 +561,11 @@ def table(res: dict[str, Any]) -> str:
         row("peak RSS, default job (R=5)", f"{m['default_R5']['maxrss_mb']:.0f} MB", "", None)
         row("peak RSS, R=128", f"{m['default_R128']['maxrss_mb']:.0f} MB", "< 500 MB",
             m["default_R128"]["maxrss_mb"] < 500)
+    if res.get("tracking"):
+        from benchmarks import tracking
+
+        for fig, val in tracking.rows(res["tracking"]):
+            row(fig, val, "", None)
     d = res.get("dvc")
     if d:
         split = ", ".join(f"{k} {s:.0f} s" for k, s in d["stages"].items())
@@ -565,12 +573,18 @@ def table(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _tracking() -> Any:
+    from benchmarks import tracking
+
+    return tracking
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes: checks that the script works (seconds)")
-    ap.add_argument("--only", default="core,replicas,public_api,vectorize,overhead,memory",
+    ap.add_argument("--only", default="core,replicas,public_api,vectorize,overhead,memory,tracking",
                     help="comma-separated sections (core, replicas, public_api, vectorize, vectorize_no_artifacts, "
-                         "overhead, memory, dvc)")
+                         "overhead, memory, tracking, dvc)")
     ap.add_argument("--ab-ref", default=None, help="public_api: also run the src/ of this git ref (e.g. the commit "
                     "before a change), alternated with the current one, with and without mallopt")
     ap.add_argument("--dvc", action="store_true", help="also run the default `dvc repro` (minutes)")
@@ -596,6 +610,7 @@ def main(argv: list[str] | None = None) -> int:
                                                           extra_args=("tracking.artifacts=false",)),
         "overhead": lambda: bench_overhead(2 if q else 8, 1 if q else 2),
         "memory": bench_memory,
+        "tracking": lambda: _tracking().bench_tracking(3 if q else 20, 1 if q else 3, (1, 2) if q else (1, 4)),
         "dvc": bench_dvc,
     }
     for s in sections:
