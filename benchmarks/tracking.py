@@ -42,12 +42,12 @@ def _tests_on_path() -> None:
             sys.path.insert(0, p)
 
 
-def job_payload(repo: Path, env: dict[str, str]) -> dict[str, Any]:
-    """What one default job logs: run it once into a scratch SQLite store and read its run back."""
+def job_payload(repo: Path, env: dict[str, str], job_args: tuple[str, ...] = ()) -> dict[str, Any]:
+    """What one job of the default config logs: run it once into a scratch SQLite store and read its run back."""
     db = repo / "shape.db"
     subprocess.run([sys.executable, "-m", "src.train", "train.progress=false", "tracking.artifacts=false",
-                    "study=shape"], cwd=repo, env={**env, "MLFLOW_TRACKING_URI": f"sqlite:///{db}"}, check=True,
-                   capture_output=True, timeout=900)
+                    "study=shape", *job_args], cwd=repo, env={**env, "MLFLOW_TRACKING_URI": f"sqlite:///{db}"},
+                   check=True, capture_output=True, timeout=900)
     con = sqlite3.connect(db)
     try:
         (run_id,) = con.execute("select run_uuid from runs").fetchone()
@@ -59,14 +59,20 @@ def job_payload(repo: Path, env: dict[str, str]) -> dict[str, Any]:
     finally:
         con.close()
     last = max(s for _, s, _ in points)
-    curves: dict[str, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
+    by_key: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for key, step, value in points:
+        by_key[key].append((step, value))
+    # A job logs its curves in one batch, then its final metrics at the last step in another (a key may be in both:
+    # train_loss's last curve point and the final train_loss, two rows at the same step).
+    curves: dict[str, tuple[list[int], list[float]]] = {}
     finals: dict[str, float] = {}
-    for key, step, value in points:  # a job logs its curves in one batch, then its final metrics at the last step
-        if step == last and key not in curves:
-            finals[key] = value
-        else:
-            curves[key][0].append(step)
-            curves[key][1].append(value)
+    for key, pts in by_key.items():
+        at_last = [v for s, v in pts if s == last]
+        if len(pts) == 1 or len(at_last) > 1:
+            finals[key] = at_last[-1]
+            pts = pts[:-1]
+        if pts:
+            curves[key] = ([s for s, _ in pts], [v for _, v in pts])
     return {"params": params, "tags": tags, "curves": dict(curves), "finals": finals, "last_step": last,
             "points": len(points)}
 
@@ -109,16 +115,19 @@ def _round(uri: str, experiment: str, payload: dict[str, Any], writers: int, n_r
     return wall
 
 
-def _count_runs(uri_db: Path) -> int:
-    con = sqlite3.connect(uri_db)
+def _count(db: Path) -> tuple[int, int]:
+    """(runs, metric points) in an SQLite store."""
+    con = sqlite3.connect(db)
     try:
-        return con.execute("select count(*) from runs").fetchone()[0]
+        return (con.execute("select count(*) from runs").fetchone()[0],
+                con.execute("select count(*) from metrics").fetchone()[0])
     finally:
         con.close()
 
 
 def bench_tracking(runs_per_writer: int = 20, rounds: int = 3, writers: tuple[int, ...] = (1, 4),
-                   stores: tuple[str, ...] = STORES) -> dict[str, Any]:
+                   stores: tuple[str, ...] = STORES, job_args: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The section: see the module docstring. `job_args` shrink the measured job (tests: fewer epochs)."""
     _tests_on_path()
     from e2e_utils import env_for, make_project
     from postgres_utils import free_port, missing_reason, mlflow_server, postgres_cluster, server_command
@@ -131,17 +140,16 @@ def bench_tracking(runs_per_writer: int = 20, rounds: int = 3, writers: tuple[in
         env = env_for(repo)
         subprocess.run([sys.executable, "-m", "src.data", "generate", "--only", "moons", "--out", "data"], cwd=repo,
                        env=env, check=True, capture_output=True, timeout=600)
-        payload = job_payload(repo, env)
+        payload = job_payload(repo, env, job_args)
         out["per_run"] = {"params": len(payload["params"]), "tags": len(payload["tags"]),
                           "metric_points": payload["points"]}
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        from src.tracking import Tracker
+
         uris: dict[str, str] = {}
         for store in stores:
             if store == "sqlite":
                 uris[store] = f"sqlite:///{tmp_p / 'direct.db'}"
-                subprocess.run([sys.executable, "-c", "import sys; from src.tracking import Tracker; "
-                                "Tracker(sys.argv[1], 'warm')", uris[store]], cwd=repo, env=env, check=True,
-                               timeout=300)  # the store exists before writers fan out, as a sweep ensures
             elif store == "server_sqlite":
                 # The README's server command line, on an SQLite file instead of PostgreSQL.
                 readme_env, cmd = server_command(f"sqlite:///{tmp_p / 'server.db'}", tmp_p / "art1", free_port())
@@ -165,13 +173,13 @@ def bench_tracking(runs_per_writer: int = 20, rounds: int = 3, writers: tuple[in
             for store, uri in uris.items():
                 for w in writers:
                     exp = f"bench-{store}-{w}-{r}"
-                    subprocess.run([sys.executable, "-c", "import sys; from src.tracking import Tracker; "
-                                    "Tracker(sys.argv[1], sys.argv[2])", uri, exp], cwd=repo, env=env, check=True,
-                                   timeout=300)  # the experiment exists first, as the sweep callback ensures
+                    Tracker(uri, exp)  # store and experiment exist before writers fan out, as a sweep ensures
                     walls[(store, w)].append(_round(uri, exp, payload, w, runs_per_writer))
-        if "sqlite" in uris:
-            expected = 1 + sum(len(v) * w * runs_per_writer for (s, w), v in walls.items() if s == "sqlite")
-            out["sqlite_runs_written"] = {"expected": expected, "found": _count_runs(tmp_p / "direct.db")}
+        if "sqlite" in uris:  # what the writers claim to have written is in the file
+            expected = sum(len(v) * w * runs_per_writer for (s, w), v in walls.items() if s == "sqlite")
+            runs, points = _count(tmp_p / "direct.db")
+            out["sqlite_written"] = {"runs_expected": expected, "runs": runs,
+                                     "points_expected": expected * payload["points"], "points": points}
     for (store, w), ws in walls.items():
         wall = statistics.median(ws)
         runs = w * runs_per_writer
