@@ -165,7 +165,9 @@ def _check_launch(cluster: PgCluster, runs: dict[str, dict[str, object]], sweep_
     finished = {int(r["seed"]): rid for rid, r in children.items() if r["status"] == "FINISHED"}
     assert sorted(finished) == list(seeds), f"one FINISHED run per job of {sweep_dir.name}: {sorted(finished)}"
     assert len(finished) == sum(r["status"] == "FINISHED" for r in children.values()), "a job ran twice"
-    assert all(runs[p]["status"] == "FINISHED" for p in [max(parents, key=lambda p: parents[p]["start"])])
+    first, *later = sorted(parents, key=lambda p: parents[p]["start"])
+    assert runs[(later or [first])[-1]]["status"] == "FINISHED", "the (last) launch's parent run is FINISHED"
+    assert all(runs[p]["status"] == "KILLED" for p in ([first] if later else [])), "an interrupted launch's is KILLED"
     points = _points(cluster, list(finished.values()))
     for seed, rid in finished.items():
         assert children[rid]["nnlab_status"] == "finished"
