@@ -90,10 +90,10 @@ def _launch(repo: Path, url: str, tmp: Path, study: str, i: int, extra: tuple[st
     seeds = f"range({i * JOBS},{(i + 1) * JOBS})"
     args = ["-m", f"train.seed={seeds}", *JOB, f"study={study}", *LAUNCHERS[i % 2], f"hydra.sweep.dir={tmp}/sweep{i}",
             f"results_dir={tmp}/results{i}", *extra]
-    log = open(tmp / f"launch{i}.log", "a")  # noqa: SIM115 - the child owns it; closed by the OS at exit
-    return subprocess.Popen([sys.executable, "-m", "src.train", *args], cwd=repo, stdout=log,
-                            stderr=subprocess.STDOUT, env=env_for(repo, MLFLOW_TRACKING_URI=url),
-                            start_new_session=True)
+    with open(tmp / f"launch{i}.log", "a") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([sys.executable, "-m", "src.train", *args], cwd=repo, stdout=log,
+                                stderr=subprocess.STDOUT, env=env_for(repo, MLFLOW_TRACKING_URI=url),
+                                start_new_session=True)
 
 
 def _wait(p: subprocess.Popen, tmp: Path, i: int, timeout: float = 300) -> int:
@@ -189,6 +189,9 @@ def test_four_launches_at_once_lose_nothing(repo: Path, cluster: PgCluster, serv
     codes = [_wait(p, tmp_path, i) for i, p in enumerate(procs)]
     took = time.monotonic() - t0
     assert codes == [0] * 4, [(tmp_path / f"launch{i}.log").read_text()[-2000:] for i, c in enumerate(codes) if c]
+    logs = [(tmp_path / f"launch{i}.log").read_text() for i in range(4)]
+    assert all(log.count("finished  test_acc") == JOBS for log in logs), "one summary line per job"
+    assert not any("View run" in log for log in logs), "MLflow's per-run link lines are off (src/tracking.py)"
     runs = _runs(cluster, "pgrace")
     assert len(runs) == 4 * (JOBS + 1), len(runs)
     assert {r["status"] for r in runs.values()} == {"FINISHED"}
