@@ -457,3 +457,24 @@ def test_gradients_can_be_clipped_in_place_and_recomputed():
         ob.update(b.params, gb)
     for k in a.params:
         np.testing.assert_array_equal(a.params[k], b.params[k])
+
+
+@pytest.mark.parametrize("n_out", [1, 3])
+def test_evaluate_reuses_the_buffers_but_not_the_gradients(n_out):
+    """evaluate() writes into the training step's buffers (same shapes): its numbers must be those of a fresh
+    forward pass, and gradients held from loss_and_grads must survive it."""
+    from src.nn.losses import bce_with_logits, softmax_cross_entropy
+
+    X, y = data(m=20, classes=max(n_out, 2), seed=3)
+    net = MLP([4, 6, 5, n_out], activation="tanh", batchnorm=True, replicas=2, seed=0)
+    _, grads = net.loss_and_grads(X, y)
+    kept = {k: v.copy() for k, v in grads.items()}
+    for Xe, ye in ((X, y), (X[:7], y[:7]), (X, y)):
+        loss, acc = net.evaluate(Xe, ye)
+        logits = net.forward(Xe)  # new arrays
+        want = (bce_with_logits if n_out == 1 else softmax_cross_entropy)(logits, ye)[0]
+        np.testing.assert_array_equal(loss, want)
+        np.testing.assert_array_equal(acc, net.accuracy(Xe, ye))
+        assert not np.shares_memory(loss, logits) and loss is not net.evaluate(Xe, ye)[0]
+    for k, v in kept.items():
+        np.testing.assert_array_equal(grads[k], v)

@@ -26,13 +26,15 @@ def _labels(y: np.ndarray, R: int, m: int) -> np.ndarray:
     raise ValueError(f"labels of shape {y.shape} do not match logits with R={R}, m={m}: expected ({m},) or ({R}, {m})")
 
 
-def bce_with_logits(z: np.ndarray, y: np.ndarray, *, ws: Workspace = FRESH) -> tuple[np.ndarray, np.ndarray]:
+def bce_with_logits(z: np.ndarray, y: np.ndarray, *, ws: Workspace = FRESH, grad: bool = True
+                    ) -> tuple[np.ndarray, np.ndarray | None]:
     """Binary cross-entropy of sigmoid(z) against 0/1 labels, computed from the logits z.
 
     ``loss = max(z, 0) − z·y + log(1 + exp(−|z|))`` is the same as ``−y log σ(z) − (1−y) log(1−σ(z))`` but never
     evaluates log 0 or exp of a large number: finite and warning-free at |z| = 1e3. z is (R, m) or (R, m, 1);
     y is (m,) or (R, m). Returns loss (R,) (mean over samples) and dz = (σ(z) − y)/m with z's shape (written
-    into `ws`, see `layers`). One ``exp(−|z|)`` serves both the loss and σ(z).
+    into `ws`, see `layers`; None with ``grad=False``, for evaluation). One ``exp(−|z|)`` serves both the loss and
+    σ(z).
     """
     zz = z[..., 0] if (z.ndim == 3 and z.shape[-1] == 1) else z
     if zz.ndim != 2:
@@ -45,18 +47,20 @@ def bce_with_logits(z: np.ndarray, y: np.ndarray, *, ws: Workspace = FRESH) -> t
     per -= tmp
     per += np.log1p(e, out=tmp)
     loss = np.add.reduce(per, axis=1) / m  # what .mean(axis=1) computes, without its Python wrappers (per step)
+    if not grad:
+        return loss, None
     dz = ws.keep("dz", sigmoid_from_exp(zz, e, ws.get("dz")))
     dz -= yy
     dz /= m
     return loss, dz.reshape(z.shape)
 
 
-def softmax_cross_entropy(z: np.ndarray, y: np.ndarray, *, ws: Workspace = FRESH
-                          ) -> tuple[np.ndarray, np.ndarray]:
+def softmax_cross_entropy(z: np.ndarray, y: np.ndarray, *, ws: Workspace = FRESH, grad: bool = True
+                          ) -> tuple[np.ndarray, np.ndarray | None]:
     """Cross-entropy of softmax(z) against integer class labels, via the shifted log-sum-exp.
 
     z (R, m, C), y (m,) or (R, m) ints in [0, C). Returns loss (R,) (mean over samples) and
-    dz = (softmax(z) − onehot(y))/m (written into `ws`, see `layers`).
+    dz = (softmax(z) − onehot(y))/m (written into `ws`, see `layers`; None with ``grad=False``).
     """
     if z.ndim != 3:
         raise ValueError(f"softmax_cross_entropy expects logits (R, m, C), got {z.shape}")
@@ -67,6 +71,8 @@ def softmax_cross_entropy(z: np.ndarray, y: np.ndarray, *, ws: Workspace = FRESH
     s = e.sum(axis=-1, keepdims=True)
     picked = np.take_along_axis(shifted, yy[..., None], axis=-1)[..., 0]
     loss = (np.log(s[..., 0]) - picked).mean(axis=1)
+    if not grad:
+        return loss, None
     dz = e
     dz /= s
     np.put_along_axis(dz, yy[..., None], np.take_along_axis(dz, yy[..., None], axis=-1) - 1.0, axis=-1)

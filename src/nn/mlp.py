@@ -147,15 +147,16 @@ class MLP:
 
     # --- reusable buffers ---------------------------------------------------------------------------------------
 
-    MAX_WORKSPACES: int = 4  # input shapes whose buffers are kept (full batch, mini-batch, last partial batch)
+    MAX_WORKSPACES: int = 6  # input shapes whose buffers are kept (batches, the last partial one, eval splits)
 
     def _reset_buffers(self) -> None:
         """Forget the training step's buffers (they are rebuilt on the next step, for the current params)."""
         self._workspaces: dict[tuple[int, ...], list[Workspace]] = {}
         self._grads: dict[str, np.ndarray] | None = None
 
-    def _train_workspaces(self, shape: tuple[int, ...]) -> list[Workspace]:
-        """One workspace per layer plus one for the loss, for inputs of `shape` (see workspace.py for why).
+    def _workspaces_for(self, shape: tuple[int, ...]) -> list[Workspace]:
+        """One workspace per layer plus one for the loss, for inputs of `shape` (see workspace.py for why): the
+        training step's, which `evaluate` reuses (nothing it returns aliases them).
 
         The gradient arrays are bound into them as views of one flat buffer shared by every input shape, so
         that the optimizer recognises them as one array (see _flat.py) and a step allocates nothing large.
@@ -303,7 +304,7 @@ class MLP:
                     tap_list.append({"z": z})
                 return z, caches, tap_list
             h, bc = z, None
-            if self._has_bn(l):
+            if self.batchnorm:  # (every hidden layer; l < L here)
                 st = {"running_mean": self.state[f"running_mean{l}"], "running_var": self.state[f"running_var{l}"]}
                 if train and not update_state:
                     st = {k: v.copy() for k, v in st.items()}
@@ -320,9 +321,10 @@ class MLP:
                 caches.append((dc, bc, ac, dr))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _data_loss(self, logits: np.ndarray, y: np.ndarray, ws: Workspace = FRESH
-                   ) -> tuple[np.ndarray, np.ndarray]:
-        return bce_with_logits(logits, y, ws=ws) if self.binary else softmax_cross_entropy(logits, y, ws=ws)
+    def _data_loss(self, logits: np.ndarray, y: np.ndarray, ws: Workspace = FRESH, grad: bool = True
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+        loss = bce_with_logits if self.binary else softmax_cross_entropy
+        return loss(logits, y, ws=ws, grad=grad)
 
     def _output(self, logits: np.ndarray) -> np.ndarray:
         """Probabilities: (R, m) for a binary net, (R, m, C) otherwise."""
@@ -346,10 +348,10 @@ class MLP:
         X = self._input(X)
         m = X.shape[-2]
         L = self.n_layers
-        wss = None if taps else self._train_workspaces(X.shape)
+        wss = None if taps else self._workspaces_for(X.shape)
         logits, caches, tap_list = self._forward(X, True, masks=dropout_mask, keep=True, ws=wss, taps=taps)
         loss, dz = self._data_loss(logits, y, FRESH if wss is None else wss[L])
-        l2_on = self._l2_active()
+        l2_on = self._l2_on
         if l2_on:
             lam = np.asarray(self._l2)
             loss = loss + self._l2_loss(m)
@@ -391,16 +393,20 @@ class MLP:
         ``EVAL_CHUNK_BYTES`` per array: the same logits, bounded memory."""
         X = self._input(X)
         m = X.shape[-2]
-        rows = max(256, self.EVAL_CHUNK_BYTES // (self.replicas * max(self.sizes) * self.dtype.itemsize))
+        rows = self._eval_rows()
         if train or m <= rows:
             logits, _, _ = self._forward(X, train)
             return logits
         return np.concatenate([self._forward(X[..., s:s + rows, :], False)[0] for s in range(0, m, rows)], axis=-2)
 
+    def _eval_rows(self) -> int:
+        """Rows per slice of an eval-mode pass (arrays of at most EVAL_CHUNK_BYTES)."""
+        return max(256, self.EVAL_CHUNK_BYTES // (self.replicas * max(self.sizes) * self.dtype.itemsize))
+
     def loss(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Eval-mode loss per replica, INCLUDING the L2 penalty (the objective being minimised)."""
         X = self._input(X)
-        loss, _ = self._data_loss(self.forward(X), y)
+        loss, _ = self._data_loss(self.forward(X), y, grad=False)
         if self._l2_active():
             loss = loss + self._l2_loss(X.shape[-2])
         return loss
@@ -409,14 +415,15 @@ class MLP:
         """Eval-mode probabilities: P(y=1) as (R, m) for a binary net, (R, m, C) otherwise."""
         return self._output(self.forward(X))
 
-    def _predict_from_logits(self, logits: np.ndarray) -> np.ndarray:
+    def _predict_from_logits(self, logits: np.ndarray, ws: Workspace = FRESH) -> np.ndarray:
+        """Predicted classes: a bool array (P(y=1) > 0.5, the course's `a3 > 0.5`) for a binary net, else indices."""
         if self.binary:
-            return (sigmoid(logits[..., 0]) > 0.5).astype(np.int64)  # the course's `a3 > 0.5`
+            return sigmoid(logits[..., 0], ws=ws) > 0.5
         return logits.argmax(axis=-1)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Eval-mode class predictions (R, m) as integers."""
-        return self._predict_from_logits(self.forward(X))
+        return self._predict_from_logits(self.forward(X)).astype(np.int64, copy=False)
 
     def accuracy(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Fraction of correct predictions per replica, (R,)."""
@@ -427,10 +434,20 @@ class MLP:
 
         The loss here is the DATA loss only (no L2 term), so that train/val/test losses are comparable across λ
         and with unregularised runs; use `loss` for the regularised objective.
+
+        The pass writes into the net's reused buffers (the training loop evaluates every few epochs, and at R=128
+        an activation array is megabytes, see workspace.py) unless the input is large enough to go in slices;
+        the returned arrays are new.
         """
-        logits = self.forward(X)
-        loss, _ = self._data_loss(logits, y)
-        acc = (self._predict_from_logits(logits) == np.asarray(y)).mean(axis=-1)
+        X = self._input(X)
+        if X.shape[-2] > self._eval_rows():
+            logits, ws = self.forward(X), FRESH
+        else:
+            wss = self._workspaces_for(X.shape)
+            logits, _, _ = self._forward(X, False, ws=wss)
+            ws = wss[-1]
+        loss, _ = self._data_loss(logits, y, ws, grad=False)
+        acc = (self._predict_from_logits(logits, ws) == np.asarray(y)).mean(axis=-1)
         return loss, acc
 
     def probe(self, X: np.ndarray, *, train: bool = False) -> list[dict[str, np.ndarray]]:
