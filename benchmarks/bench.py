@@ -140,7 +140,8 @@ def nnlab_steps(X: np.ndarray, y: np.ndarray, iters: int, replicas: int = 1) -> 
 
 def nnlab_fit(ds: Any, iters: int, replicas: int = 1, log_every: int = 10) -> Any:
     """What a job runs: `src.loop.fit` (evaluation on train+val every `log_every` epochs, diagnostics)."""
-    from src.loop import LoopConfig, fit
+    from src.lab.loop import LoopConfig, fit
+
     from src.nn import MLP, optimizers, schedules
 
     net = MLP(SIZES, activation="relu", init="he_normal", replicas=replicas, seed=0)

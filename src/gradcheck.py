@@ -1,7 +1,7 @@
 """`python -m src.gradcheck [overrides...]`: check backprop of any configured net against finite differences.
 
 SPEC S7 (the course's "Gradient Checking"): the net that ``python -m src.train <overrides>`` would train is built
-(same Hydra config, same ``src.factory.build_net``) in float64, and on a small batch of the configured dataset every
+(same Hydra config, same ``src.lab.build.build_net``) in float64, and on a small batch of the configured dataset every
 parameter's gradient from ``loss_and_grads`` is compared with centred differences (``src.nn.gradcheck.check_mlp``:
 ε = 1e-7, dropout masks drawn once and held fixed, batch norm in train mode, the L2 term included). The relative
 error ``‖g − n‖₂ / (‖g‖₂ + ‖n‖₂)`` is printed per parameter; above ``--threshold`` (default 1e-7, the course's
@@ -63,8 +63,8 @@ def compose(overrides: list[str]) -> Any:
     """The validated config ``python -m src.train <overrides>`` would run (one-line error otherwise)."""
     from hydra.core.global_hydra import GlobalHydra
 
-    from src.config import ConfigError, validate
-    from src.preflight import _compose, one_line
+    from src.lab.config import ConfigError, validate
+    from src.lab.preflight import _compose, one_line
 
     try:
         cfg = _compose(list(overrides))
@@ -87,7 +87,7 @@ def check_config(overrides: list[str], *, batch: int = 16, replicas: int = 2, ep
     """
     from src import data
     from src.data import DatasetError
-    from src.factory import build_net
+    from src.lab.build import build_net
     from src.nn import gradcheck
 
     cfg = compose(overrides)
@@ -123,7 +123,7 @@ def table(rows: list[dict[str, Any]], threshold: float) -> str:
 
 def run_suite(out: Path, *, threshold: float, batch: int, replicas: int, eps: float, seed: int) -> int:
     """Check every net of :data:`SUITE`; write ``gradcheck.csv`` and ``metrics.json``; return #failed nets."""
-    from src.records import atomic_write_json, atomic_write_text
+    from src.files import atomic_write_json, atomic_write_text
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")

@@ -60,7 +60,7 @@ STAT_KEYS = ("act_mean", "act_std", "saturated", "dead", "grad_norm", "dz_norm")
 
 
 def _summary(values: np.ndarray) -> tuple[float, float]:
-    from src.stats import summary
+    from src.lab.stats import summary
 
     s = summary(values)
     return s["mean"], s["ci95"]
@@ -205,7 +205,7 @@ def _csv(rows: list[dict[str, Any]]) -> str:
 
 def run(out: Path, replicas: int = 5, samples: int = SAMPLES, seed: int = 0, figures: bool = True) -> dict[str, Any]:
     """Measure everything and write the files of the study; return the headline metrics."""
-    from src.records import atomic_write_json, atomic_write_text
+    from src.files import atomic_write_json, atomic_write_text
 
     out.mkdir(parents=True, exist_ok=True)
     act_rows, acts = activation_study(replicas, samples, seed)
@@ -215,7 +215,7 @@ def run(out: Path, replicas: int = 5, samples: int = SAMPLES, seed: int = 0, fig
     metrics = headline(act_rows, grad_rows)
     atomic_write_json(out / "metrics.json", metrics)
     if figures:
-        from src import plots
+        from src.plots import activations as plots
 
         for net, (act, _, _) in NETS.items():
             stats = {(r["init"], r["layer"]): r for r in act_rows if r["net"] == net}

@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from src.records import atomic_write_text
+from src.files import atomic_write_text
 from src.verdicts import Verdict, judge, parse_name
 
 # Known studies, in reading order, with a title. Other folders (default, smoke, ...) follow alphabetically.
@@ -176,7 +176,7 @@ class Section:
 
 
 def _grid_section(study_dir: Path, figdir: Path) -> Section:
-    from src import plots
+    from src.plots import grids as plots
 
     study = study_dir.name
     sec = Section(study, STUDIES.get(study, f"Study {study}"))
@@ -225,7 +225,7 @@ def _grid_section(study_dir: Path, figdir: Path) -> Section:
 
 def _scale_plot(study: str, rows: list[dict[str, Any]], figdir: Path) -> tuple[str, Path] | None:
     """S6 BN: test accuracy vs init.std, one line with and one without batch norm."""
-    from src import plots
+    from src.plots import grids as plots
 
     series: dict[str, list[tuple[float, float, float]]] = {}
     for r in rows:

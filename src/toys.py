@@ -100,7 +100,7 @@ def _fmt(v: float) -> str:
 
 def run(out: Path, figures: bool = True) -> dict[str, float]:
     """Run both toys, write their files, return the headline metrics."""
-    from src.records import atomic_write_json, atomic_write_text
+    from src.files import atomic_write_json, atomic_write_text
 
     out.mkdir(parents=True, exist_ok=True)
     metrics: dict[str, float] = {}
@@ -133,7 +133,7 @@ def run(out: Path, figures: bool = True) -> dict[str, float]:
         metrics[f"s4_{key}_overflow_step"] = float(bad[0]) if bad.size else -1.0
     atomic_write_json(out / "metrics.json", {k: (v if np.isfinite(v) else str(v)) for k, v in metrics.items()})
     if figures:
-        from src import plots
+        from src.plots import toys as plots
 
         plots.toy_trajectories(paths, f_valley, out / "trajectories.png")
         plots.clip_toy(runs, out / "clip.png")

@@ -1,7 +1,8 @@
 """`python -m src.train`: one Hydra job trains R replicas of one configured net and tracks it in MLflow.
 
-Thin glue on purpose: the config schema is in `src/config.py`, the pre-flight check of a whole sweep in
-`src/preflight.py`, the job itself in `src/job.py`, the maths in `src/nn/`.
+Thin glue on purpose: the config schema is in `src/lab/config.py`, the pre-flight check of a whole sweep in
+`src/lab/preflight.py`, a job in `src/lab/job.py`, a packed job (`hydra/sweeper=vectorized`) in
+`src/lab/packing.py`, the maths in `src/nn/`.
 
     python -m src.train                                  # one run on the defaults (moons, he, adam)
     python -m src.train -m init=zeros,xavier,he optimizer=sgd,adam   # a 6-job grid
@@ -15,27 +16,32 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from src.config import register
+from src.lab.config import register
 
 register()
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    from src.job import run_job
+    """One Hydra job: a packed one (several configs, from the vectorized sweeper) or an ordinary one."""
+    from src.lab import packing
+
+    if cfg.get(packing.PACK_KEY):
+        return packing.run_packed(cfg)
+    from src.lab.job import run_job
 
     return run_job(cfg)
 
 
 def cli(argv: list[str] | None = None) -> None:
     """Validate every job of the requested run or sweep first (one-line errors), then hand over to Hydra."""
-    from src.preflight import preflight
+    from src.lab.preflight import preflight
 
     preflight(sys.argv[1:] if argv is None else argv)
     try:
         main()
     except KeyboardInterrupt:
-        # Runs were already ended KILLED with their history (src/job.py, src/callbacks.py): say so in one line.
+        # Runs were already ended KILLED with their history (src/lab/job.py, src/lab/sweep.py): say so in one line.
         print("nnlab: interrupted: unfinished runs are recorded as KILLED; re-run the same command with "
               "+resume=true to finish the sweep", file=sys.stderr, flush=True)
         sys.exit(130)

@@ -8,7 +8,7 @@ import pytest
 from e2e_utils import ROOT, run
 
 from src import data
-from src.preflight import PreflightError, check
+from src.lab.preflight import PreflightError, check
 
 
 @pytest.fixture(scope="module")

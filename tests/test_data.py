@@ -14,6 +14,7 @@ import pytest
 
 from src import data
 from src.data import NAMES, Dataset, DatasetError
+from src.data.dataset import digest
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNTHETIC = ("flower", "moons", "circles", "spiral", "xor", "gauss")
@@ -293,7 +294,7 @@ def _rewrite(folder: Path, fix_card: bool = True, **changes: np.ndarray) -> None
     np.savez_compressed(folder / "moons.npz", **arrays)
     if fix_card:
         card = json.loads((folder / "moons.json").read_text())
-        card["sha256"] = data._digest(arrays)
+        card["sha256"] = digest(arrays)
         (folder / "moons.json").write_text(json.dumps(card))
 
 
@@ -382,7 +383,7 @@ def test_load_rejects_bad_card(saved: Path) -> None:
 
 
 def test_dataset_scatter_for_a_many_feature_set(tmp_path: Path, made: dict[str, Dataset]) -> None:
-    from src.plots import dataset_scatter
+    from src.plots.data import dataset_scatter
 
     out = dataset_scatter(made["digits"], tmp_path / "digits.png")
     assert out == tmp_path / "digits.png" and out.read_bytes()[:4] == b"\x89PNG"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from src import plots
+from src.plots import runs as plots
 
 
 def _result(loss: float, grad: float) -> types.SimpleNamespace:

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from e2e_utils import env_for, make_project, run
 
-from src import data, records
-from src.loop import LoopConfig, fit
+from src import data
+from src.lab import records
+from src.lab.loop import LoopConfig, fit
 from src.nn import MLP, optimizers, schedules
 
 R, EPOCHS = 4, 30

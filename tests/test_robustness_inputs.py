@@ -22,10 +22,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from src import data
-from src.config import ConfigError
 from src.data import DatasetError
-from src.preflight import check
-from src.tracking import TrackingError
+from src.data.dataset import digest
+from src.lab.config import ConfigError
+from src.lab.preflight import check
+from src.lab.tracking import TrackingError
 
 DATASETS = ("moons", "circles", "xor")
 ERRORS = (ConfigError, DatasetError, TrackingError)
@@ -113,7 +114,7 @@ def test_empty_hidden_list_is_logistic_regression(data_dir: Path) -> None:
     assert check(["model.hidden=[]", f"data.dir={data_dir}"]) == 1
     from hydra import compose, initialize_config_dir
 
-    from src.factory import build_net
+    from src.lab.build import build_net
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["model.hidden=[]", f"data.dir={data_dir}"])
@@ -138,7 +139,7 @@ def _rewrite(d: Path, edit) -> None:
     np.savez_compressed(d / "moons.npz", **arrays)
     card = json.loads((d / "moons.json").read_text())
     if all(k in arrays for k in ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")):
-        card["sha256"] = data._digest(arrays)
+        card["sha256"] = digest(arrays)
     (d / "moons.json").write_text(json.dumps(card))
 
 
@@ -240,7 +241,7 @@ CLI_CASES = [
 def test_cli_fails_before_any_work(argv: list[str], data_dir: Path, tmp_path: Path) -> None:
     extra = [] if any(a.startswith("data.dir") for a in argv) else [f"data.dir={data_dir}"]
     proc = run([sys.executable, "-m", "src.train", *argv, *extra, f"hydra.run.dir={tmp_path}/out",
-                f"hydra.sweep.dir={tmp_path}/multi"], tmp_path, check=False, timeout=120)
+                f"hydra.sweep.dir={tmp_path}/multi"], tmp_path, check=False, timeout=120, PYTHONPATH=str(ROOT))
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert proc.returncode == 2, proc.stderr
     assert len(lines) == 1 and lines[0].startswith("nnlab: error: "), proc.stderr
@@ -251,7 +252,7 @@ def test_cli_fails_before_any_work(argv: list[str], data_dir: Path, tmp_path: Pa
 
 def test_cli_full_error_traceback_for_a_dataset_error(tmp_path: Path) -> None:
     proc = run([sys.executable, "-m", "src.train", f"data.dir={tmp_path}"], tmp_path, check=False,
-               timeout=120, HYDRA_FULL_ERROR="1")
+               timeout=120, HYDRA_FULL_ERROR="1", PYTHONPATH=str(ROOT))
     assert proc.returncode != 0 and "Traceback" in proc.stderr and "DatasetError" in proc.stderr
 
 
@@ -309,7 +310,7 @@ def test_property_runs_or_fails_in_one_line(ovs: list[str], data_dir: Path, tmp_
     # Accepted: the real job runs it to a finished or diverged run (never `failed`, never an exception).
     from hydra import compose, initialize_config_dir
 
-    from src.job import run_job
+    from src.lab.job import run_job
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=ovs)

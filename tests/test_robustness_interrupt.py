@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 from e2e_utils import env_for, make_project
 
-from src import data, records
+from src import data, files
+from src.lab import records
 
 pytestmark = pytest.mark.e2e
 JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
@@ -33,7 +34,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = make_project(tmp_path_factory.mktemp("proj"), git=False)
     data.save(data.make("moons", seed=0), repo / "data")
     # One empty store, copied into each test: creating a SQLite store costs ~3 s.
-    subprocess.run([sys.executable, "-c", "import sys; from src.tracking import Tracker; Tracker(sys.argv[1], 'x')",
+    subprocess.run([sys.executable, "-c", "import sys; from src.lab.tracking import Tracker; Tracker(sys.argv[1], 'x')",
                     f"sqlite:///{repo / 'template.db'}"], cwd=repo, env=env_for(repo), check=True, timeout=120)
     return repo
 
@@ -197,12 +198,12 @@ def test_resume_skips_finished_jobs(repo: Path, tmp_path: Path) -> None:
 
 def test_reused_sweep_dir_reports_only_this_sweep(tmp_path: Path) -> None:
     """A second sweep in the same folder: the first one's extra job folders stay, but are not reported."""
-    from src.callbacks import write_results
+    from src.lab.results import write_results
 
     sweep = tmp_path / "sweep"
     for parent, nums in (("old", range(4)), ("new", range(2))):
         for n in nums:
-            records.atomic_write_json(sweep / str(n) / "result.json",
+            files.atomic_write_json(sweep / str(n) / "result.json",
                                       {"num": n, "name": f"{parent}{n}", "status": "finished", "parent_run_id": parent,
                                        "overrides": [], "config_hash": "h", "metrics": {"test_acc": 0.5}})
     assert len(list(sweep.glob("*/result.json"))) == 4
@@ -218,14 +219,14 @@ def test_reused_sweep_dir_reports_only_this_sweep(tmp_path: Path) -> None:
 # --- the pieces, in-process ------------------------------------------------------------------------------------
 
 def test_atomic_write_interrupted_leaves_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    target = records.atomic_write_json(tmp_path / "result.json", {"status": "finished"})
+    target = files.atomic_write_json(tmp_path / "result.json", {"status": "finished"})
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(records.os, "replace", interrupted)
+    monkeypatch.setattr(files.os, "replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        records.atomic_write_json(target, {"status": "half"})
+        files.atomic_write_json(target, {"status": "half"})
     assert json.loads(target.read_text()) == {"status": "finished"}
     assert [p.name for p in tmp_path.iterdir()] == ["result.json"], "no temp file left behind"
     assert oct(target.stat().st_mode & 0o777) != "0o600"
@@ -233,7 +234,7 @@ def test_atomic_write_interrupted_leaves_old_file(tmp_path: Path, monkeypatch: p
 
 def test_signals_held_while_a_store_is_created() -> None:
     """A Ctrl-C during MLflow's first-time migration would break the store for good: it is delivered after."""
-    from src.tracking import _signals_deferred
+    from src.lab.signals import deferred as _signals_deferred
 
     reached_end = False
     with pytest.raises(KeyboardInterrupt), _signals_deferred():

@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 from e2e_utils import ROOT, env_for, make_project, run
 
-from src import data, records
+from src import data
+from src.lab import records
 
 pytestmark = pytest.mark.e2e
 N_JOBS = 52
@@ -60,8 +61,8 @@ class CountingTracker:
 def _expected_points(repo: Path, seed: int, tmp: Path) -> set[tuple[str, int]]:
     from hydra import compose, initialize_config_dir
 
-    from src import job
-    from src.config import register, to_container
+    from src.lab import job
+    from src.lab.config import register, to_container
 
     register()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):

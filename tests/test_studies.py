@@ -20,9 +20,10 @@ import yaml
 from e2e_utils import ROOT, run
 from hydra import compose, initialize_config_dir
 
-from src import data, factory
-from src.config import register, validate
-from src.loop import FitResult, LoopConfig, fit
+from src import data
+from src.lab import build as factory
+from src.lab.config import register, validate
+from src.lab.loop import FitResult, LoopConfig, fit
 
 CONF = ROOT / "conf"
 STUDIES = ("s1_init", "s1_course", "s3_optim", "s3_course", "s3_decay", "s4_clip", "s5_early", "s6_bn", "s6_reg",

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from src import data, vectorize
-from src.loop import fit
+from src import data
+from src.lab import packing as vectorize
+from src.lab.loop import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ["data=moons", "train.epochs=60", "train.seeds=2", "train.log_every=5", "tracking.enabled=false",
@@ -35,7 +36,7 @@ VARIANTS = [
 def _compose(overrides: list[str]) -> DictConfig:
     from hydra import compose, initialize_config_dir
 
-    from src.config import register
+    from src.lab.config import register
 
     register()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
@@ -83,7 +84,7 @@ def test_pack_override_round_trip() -> None:
 
 
 def test_packed_fit_equals_separate_fits(ds: data.Dataset) -> None:
-    from src import job
+    from src.lab import job
 
     subs = [_compose(BASE + v) for v in VARIANTS]
     net, opt, schedule, loop_cfg = vectorize.build_packed(subs, ds)
@@ -110,7 +111,7 @@ def test_packed_fit_equals_separate_fits(ds: data.Dataset) -> None:
 
 def test_loop_patience_per_replica(ds: data.Dataset) -> None:
     """inf patience = no early stopping for that replica (and no restoring of best weights)."""
-    from src.loop import LoopConfig
+    from src.lab.loop import LoopConfig
     from src.nn import MLP, optimizers, schedules
 
     def run(patience: Any, R: int = 2) -> Any:

@@ -1,6 +1,6 @@
-"""`hydra/sweeper=vectorized` (conf/hydra/sweeper/vectorized.yaml): see src/sweeper.py."""
+"""`hydra/sweeper=vectorized` (conf/hydra/sweeper/vectorized.yaml): see src/lab/sweeper.py."""
 
-from src.sweeper import VectorizedSweeper as _Base
+from src.lab.sweeper import VectorizedSweeper as _Base
 
 
 class VectorizedSweeper(_Base):

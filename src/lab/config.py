@@ -150,6 +150,40 @@ class Config:
     # Not in the schema on purpose: `+resume=true` (the documented spelling) adds it at the command line.
 
 
+# --- the config's kwargs for src.nn's factories (only the keys the user set) ----------------------------
+
+_INIT_KEYS = ("std", "mean", "a", "value", "gain")
+_OPT_KEYS = ("momentum", "dampening", "nesterov", "variant", "alpha", "betas", "eps", "weight_decay",
+             "centered", "amsgrad", "lr_decay")
+_SCHED_KEYS = ("step_size", "gamma", "decay_rate", "time_interval", "t_max", "eta_min")
+
+
+def _set(node: Any, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The keys of `node` that the user set (not None), as plain Python values."""
+    out: dict[str, Any] = {}
+    for k in keys:
+        v = node.get(k) if hasattr(node, "get") else getattr(node, k, None)
+        if v is not None:
+            out[k] = list(v) if k == "betas" else v
+    return out
+
+
+def init_kwargs(init_cfg: Any) -> dict[str, Any]:
+    return _set(init_cfg, _INIT_KEYS)
+
+
+def optimizer_kwargs(opt_cfg: Any) -> dict[str, Any]:
+    kw = _set(opt_cfg, _OPT_KEYS)
+    if "betas" in kw:
+        kw["betas"] = tuple(kw["betas"])
+    return kw
+
+
+def schedule_kwargs(sched_cfg: Any) -> dict[str, Any]:
+    return _set(sched_cfg, _SCHED_KEYS)
+
+
+
 def register() -> None:
     """Put the schema in Hydra's ConfigStore under `nnlab_schema` (`conf/config.yaml` extends it)."""
     ConfigStore.instance().store(name="nnlab_schema", node=Config)
@@ -223,7 +257,6 @@ def validate(cfg: DictConfig | Config) -> None:
     if c.tracking.max_curve_points < 2:
         raise _bad("tracking.max_curve_points", c.tracking.max_curve_points, "an integer >= 2")
     # The libraries' own checks of kwargs (unknown names, ranges) also give one-line ValueErrors.
-    from src.factory import init_kwargs, optimizer_kwargs, schedule_kwargs
 
     for build in (
         lambda: initializers.get(c.init.name, **init_kwargs(c.init)),

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from src.lab import signals
+
+ROOT = Path(__file__).resolve().parents[2]  # the project folder
 PARENT_FILE = ".nnlab_parent_run"
 T = TypeVar("T")
 
@@ -71,36 +72,6 @@ def _creates_store(uri: str) -> bool:
     return p is not None and (not p.exists() or p.stat().st_size == 0)
 
 
-@contextmanager
-def _signals_deferred(active: bool = True) -> Iterator[None]:
-    """Hold Ctrl-C/SIGTERM while MLflow creates a new SQLite store; a held signal is acted on right after.
-
-    Why: an interrupt during the schema migration leaves the store broken for good (measured: the next open
-    fails with "duplicate column name: step"). Creation takes about a second. Python-level handlers (not a
-    thread signal mask, which a process-directed signal bypasses via any other thread) note the signal.
-    """
-    import signal
-    import threading
-
-    if not active or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held: list[int] = []
-    old = {sig: signal.signal(sig, lambda signum, frame: held.append(signum))
-           for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-        if held:
-            handler = old[held[0]]
-            if callable(handler):
-                handler(held[0], None)
-            elif handler == signal.SIG_DFL:
-                signal.raise_signal(held[0])
-
-
 def _retry(fn: Callable[[], T], what: str, uri: str, attempts: int = 6) -> T:
     """Call `fn`, retrying on a busy/unavailable store with exponential back-off (0.2 s .. 6.4 s)."""
     delay = 0.2
@@ -142,7 +113,7 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         self.uri = uri
-        with _signals_deferred(_creates_store(uri)):
+        with signals.deferred(_creates_store(uri)):
             self.client = MlflowClient(tracking_uri=uri)
             self.experiment_id = _retry(lambda: self._ensure_experiment(experiment), "opening the experiment", uri)
 

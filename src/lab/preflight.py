@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from src.config import Config, ConfigError, validate
+from src.lab.config import Config, ConfigError, validate
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 _SKIP_FLAGS = {"-h", "--help", "--hydra-help", "-i", "--info", "-c", "--cfg", "--shell-completion", "-sc",
                "--version", "-p", "--package", "--resolve"}
 _ARG_FLAGS = {"-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir", "-c", "--cfg",
@@ -113,7 +113,7 @@ def _expand(override_strings: list[str]) -> tuple[list[str], dict[str, list[str]
 def _compose(overrides: list[str]) -> Any:
     from hydra import compose, initialize_config_dir
 
-    from src.config import register
+    from src.lab.config import register
 
     register()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -122,7 +122,7 @@ def _compose(overrides: list[str]) -> Any:
 
 def _check_one(overrides: list[str], seen_data: set[tuple[str, str]]) -> Any:
     from src import data
-    from src.tracking import check_reachable, resolve_uri
+    from src.lab.tracking import check_reachable, resolve_uri
 
     try:
         cfg = _compose(overrides)
@@ -186,7 +186,7 @@ def check(argv: list[str]) -> int:
 def preflight(argv: list[str]) -> None:
     """Run :func:`check`; on a bad input print `nnlab: error: <one line>` and exit 2."""
     from src.data import DatasetError
-    from src.tracking import TrackingError
+    from src.lab.tracking import TrackingError
 
     if os.environ.get("NNLAB_SKIP_PREFLIGHT"):
         return

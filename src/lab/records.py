@@ -1,9 +1,9 @@
 """What a finished job leaves behind: its record (`result.json`), its files, and its MLflow metrics.
 
 Why separate from the Hydra entry point: the same record feeds the MLflow child run, the sweep's
-leaderboard, `results/<study>/runs.csv` for DVC, and `+resume=true` (a job whose identical config already
+leaderboard, `results/<study>/runs.csv` for DVC, and `resume=true` (a job whose identical config already
 finished is skipped). Files are written atomically (temp file + rename) so an interrupted job never leaves a
-half-written record that a later aggregation would trust.
+half-written record that a later aggregation would trust (`src.files`).
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ import csv
 import hashlib
 import io
 import json
-import os
 import subprocess
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,12 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from src.loop import SPLITS, FitResult
-from src.stats import summary
+from src.lab.loop import SPLITS, FitResult
+from src.lab.stats import summary
 
 RESULT_FILE = "result.json"
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 # Keys that do not change what is computed: they are left out of the config hash used by resume.
 _VOLATILE = {("tracking",), ("resume",), ("train", "progress"), ("results_dir",)}
 
@@ -38,34 +34,6 @@ def nanmean_rows(a: np.ndarray) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmean(a, axis=1)
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write `text` to `path` via a temp file in the same folder and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; results are meant to be shared like any file
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def config_hash(cfg: Mapping[str, Any]) -> str:

@@ -10,18 +10,16 @@ raising; an interrupted sweep would leave the parent RUNNING, so an `atexit` hoo
 SIGTERM/Ctrl-C reach the launching process, not necessarily its workers, and joblib kills its workers with
 SIGKILL when the launcher is interrupted (their runs would stay RUNNING without their history): so the
 launcher first forwards SIGTERM to its worker processes, waits until their runs are ended (KILLED, with the
-history so far, by `src.job`), then interrupts itself; at exit any child run still RUNNING is ended KILLED.
+history so far, by `src.lab.job`), then interrupts itself; at exit any child run still RUNNING is ended KILLED.
+The signal mechanics are in `src/lab/signals.py`; the files written at the end in `src/lab/results.py`.
 """
 
 from __future__ import annotations
 
 import atexit
-import csv
-import io
 import os
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -29,12 +27,11 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from src import records
-from src.job import LAUNCHER_PID_ENV
-from src.tracking import PARENT_FILE, ROOT, Tracker, resolve_uri
+from src.files import atomic_write_text
+from src.lab import records, signals
+from src.lab.results import leaderboard_rows, leaderboard_text, runs_csv, write_results
+from src.lab.tracking import PARENT_FILE, ROOT, Tracker, resolve_uri
 
-LEADER_KEYS = ("test_acc", "test_acc_ci95", "val_acc", "train_acc", "test_loss", "epochs_used", "best_epoch",
-               "diverged_fraction", "wall_time_s")
 WORKER_GRACE_S = 30.0  # how long an interrupted launcher waits for its workers to end their runs KILLED
 
 
@@ -58,8 +55,8 @@ class SweepCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / PARENT_FILE).unlink(missing_ok=True)
-        os.environ[LAUNCHER_PID_ENV] = str(os.getpid())  # an interrupted worker stops the sweep through us
-        self._install_signal_handlers()
+        signals.mark_launcher()  # an interrupted worker stops the sweep through us
+        self._old_handlers = signals.install(self._on_signal)
         if not config.tracking.enabled:
             return
         try:
@@ -73,7 +70,7 @@ class SweepCallback(Callback):
         except Exception as exc:  # noqa: BLE001 - Hydra would swallow it; say it loudly, jobs run unparented
             print(f"nnlab: error: could not create the sweep's parent run: {exc}", file=sys.stderr, flush=True)
             return
-        records.atomic_write_text(sweep_dir / PARENT_FILE, self.parent_id)
+        atomic_write_text(sweep_dir / PARENT_FILE, self.parent_id)
         os.environ["NNLAB_PARENT_RUN_ID"] = self.parent_id
         atexit.register(self._end_if_open, "KILLED")
 
@@ -96,24 +93,12 @@ class SweepCallback(Callback):
         return self.tracker.search_runs(f"tags.`mlflow.parentRunId` = '{self.parent_id}' "
                                         "and attributes.status = 'RUNNING'")
 
-    def _install_signal_handlers(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self._old_handlers[sig] = signal.signal(sig, self._on_signal)
-
-    def _restore_signal_handlers(self) -> None:
-        for sig, handler in self._old_handlers.items():
-            signal.signal(sig, handler)
-        self._old_handlers.clear()
-
     def _on_signal(self, signum: int, frame: Any) -> None:
-        """Stop the sweep in the launching process (in-process jobs install their own handler, see src.job)."""
-        for sig in self._old_handlers:  # one-shot: a second Ctrl-C must not cut the wait for the workers short
-            signal.signal(sig, _ignore)
+        """Stop the sweep in the launching process (in-process jobs install their own handler, see src.lab.job)."""
+        signals.stop_listening()  # one-shot: a second Ctrl-C must not cut the wait for the workers short
         if not self._interrupted:
             self._interrupted = True
-            if _signal_workers(signal.SIGTERM) and self.tracker is not None and self.parent_id is not None:
+            if signals.signal_workers(signal.SIGTERM) and self.tracker is not None and self.parent_id is not None:
                 deadline = time.monotonic() + WORKER_GRACE_S
                 try:
                     while self._running_children() and time.monotonic() < deadline:
@@ -128,7 +113,8 @@ class SweepCallback(Callback):
             self._bar.update(1)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self._restore_signal_handlers()
+        signals.restore(self._old_handlers)
+        self._old_handlers = {}
         if self._bar is not None:
             self._bar.close()
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -136,17 +122,17 @@ class SweepCallback(Callback):
         table = leaderboard_rows(rows)
         text = leaderboard_text(table)
         print("\n" + text, flush=True)
-        records.atomic_write_text(sweep_dir / "leaderboard.md", text + "\n")
+        atomic_write_text(sweep_dir / "leaderboard.md", text + "\n")
         if config.get("results_dir"):
             write_results(Path(config.results_dir), rows, sweep_dir)
         if self.tracker is not None and self.parent_id is not None:
             try:
-                from src import plots
+                from src.plots.grids import leaderboard_plot
 
-                fig = plots.leaderboard_plot(table, sweep_dir / "leaderboard.png")
+                fig = leaderboard_plot(table, sweep_dir / "leaderboard.png")
                 self.tracker.log_artifact(self.parent_id, sweep_dir / "leaderboard.md")
                 self.tracker.log_artifact(self.parent_id, fig)
-                csv_path = records.atomic_write_text(sweep_dir / "runs.csv", runs_csv(rows))
+                csv_path = atomic_write_text(sweep_dir / "runs.csv", runs_csv(rows))
                 self.tracker.log_artifact(self.parent_id, csv_path)
                 if table:
                     self.tracker.log_table(self.parent_id, {k: [r[k] for r in table] for k in table[0]},
@@ -158,98 +144,3 @@ class SweepCallback(Callback):
             except Exception as exc:  # noqa: BLE001
                 print(f"nnlab: error: could not log the leaderboard: {exc}", file=sys.stderr, flush=True)
             self._end_if_open("FINISHED")
-
-
-def _ignore(signum: int, frame: Any) -> None:
-    """A Python no-op rather than SIG_IGN (a signal pending while SIG_IGN is set prints an OSError)."""
-
-
-def _signal_workers(sig: int) -> int:
-    """Send `sig` to this process's worker processes (joblib/loky, submitit_local); return how many."""
-    try:
-        import psutil
-    except ImportError:  # pragma: no cover - psutil comes with mlflow
-        return 0
-    n = 0
-    for child in psutil.Process().children(recursive=False):
-        try:
-            if "resource_tracker" in " ".join(child.cmdline()):  # loky's bookkeeping process, not a worker
-                continue
-            child.send_signal(sig)
-            n += 1
-        except psutil.Error:
-            continue
-    return n
-
-
-def leaderboard_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per job, best test accuracy first; failed jobs last."""
-    table = []
-    for r in rows:
-        m = r.get("metrics", {})
-        table.append({"name": r.get("name", "?"), "status": r.get("status", "?"),
-                      **{k: m.get(k, float("nan")) for k in LEADER_KEYS}})
-
-    def key(row: dict[str, Any]) -> tuple[int, float]:
-        acc = row["test_acc"]
-        return (row["status"] == "failed", -(acc if acc == acc else -1.0))
-
-    return sorted(table, key=key)
-
-
-def leaderboard_text(table: list[dict[str, Any]]) -> str:
-    """A Markdown table (readable in a terminal too)."""
-    head = "| # | job | status | test acc (mean ± 95% CI) | val acc | train acc | epochs | diverged |"
-    lines = [head, "|---|---|---|---|---|---|---|---|"]
-    for i, r in enumerate(table, 1):
-        lines.append(f"| {i} | {r['name']} | {r['status']} | {r['test_acc']:.3f} ± {r['test_acc_ci95']:.3f} | "
-                     f"{r['val_acc']:.3f} | {r['train_acc']:.3f} | {r['epochs_used']:.0f} | "
-                     f"{r['diverged_fraction']:.2f} |")
-    return "\n".join(lines)
-
-
-def runs_csv(rows: list[dict[str, Any]]) -> str:
-    """One row per job: overrides, status, run id, headline metrics (mean and CI over replicas)."""
-    keys = ["train_acc", "val_acc", "test_acc", "test_acc_ci95", "train_loss", "val_loss", "test_loss",
-            "epochs_used", "best_epoch", "diverged_fraction", "stopped_early_fraction", "replicas", "wall_time_s"]
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["job", "name", "overrides", "status", "run_id", "config_hash", *keys, "error"])
-    for r in rows:
-        m = r.get("metrics", {})
-        w.writerow([r.get("num"), r.get("name"), " ".join(r.get("overrides", [])), r.get("status"),
-                    r.get("run_id") or "", r.get("config_hash"), *(_num(m.get(k)) for k in keys),
-                    r.get("error", "")])
-    return buf.getvalue()
-
-
-def _num(v: Any) -> str:
-    if v is None:
-        return ""
-    return f"{float(v):.6g}"
-
-
-def write_results(out: Path, rows: list[dict[str, Any]], sweep_dir: Path) -> None:
-    """`runs.csv`, `metrics.json` (for `dvc metrics show`) and `curves/<job>.csv` (for `dvc plots show`)."""
-    out.mkdir(parents=True, exist_ok=True)
-    records.atomic_write_text(out / "runs.csv", runs_csv(rows))
-    table = leaderboard_rows(rows)
-    best = table[0] if table else {}
-    metrics = {
-        "jobs": len(rows),
-        "failed": sum(r["status"] == "failed" for r in rows),
-        "diverged": sum(r["status"] == "diverged" for r in rows),
-        "best_job": best.get("name"),
-        "best_test_acc": best.get("test_acc"),
-        "best_test_acc_ci95": best.get("test_acc_ci95"),
-    }
-    records.atomic_write_json(out / "metrics.json", metrics)
-    curves = out / "curves"
-    curves.mkdir(exist_ok=True)
-    for old in curves.glob("*.csv"):
-        old.unlink()
-    for r in rows:
-        src = sweep_dir / str(r.get("num")) / "curve.csv"
-        if src.exists():
-            records.atomic_write_text(curves / f"job{int(r['num']):03d}.csv", src.read_text())
-    records.atomic_write_text(out / "leaderboard.md", leaderboard_text(table) + "\n")

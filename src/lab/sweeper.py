@@ -3,8 +3,8 @@
 Why a sweeper: it is the one place that sees the whole grid before any job starts, and it works with every
 launcher (basic, joblib, submitit, ray): packing happens before launching, the launcher just runs fewer,
 bigger jobs. It composes each config of the cartesian product (as the basic sweeper already does to validate
-them), groups those equal everywhere except at `src.vectorize.PACKABLE` paths, and launches one job per group
-with `+pack='<json>'` and its own job folder `pack<g>`; the job (src/vectorize.py) writes each config's records
+them), groups those equal everywhere except at `src.lab.packing.PACKABLE` paths, and launches one job per group
+with `+pack='<json>'` and its own job folder `pack<g>`; the job (src/lab/packing.py) writes each config's records
 under `<sweep dir>/<config index>/`, so `runs.csv`, the leaderboard and MLflow look as if every config had
 been a job of its own.
 """
@@ -19,7 +19,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf, open_dict
 
-from src import vectorize
+from src.lab import packing
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class VectorizedSweeper(BasicSweeper):
                 del composed["hydra"]
             d = OmegaConf.to_container(composed, resolve=False)
             assert isinstance(d, dict)
-            key = vectorize.group_key(d)
+            key = packing.group_key(d)
             groups.setdefault(key if key is not None else f"alone:{i}", []).append((i, d))
         batch: list[list[str]] = []
         for members in groups.values():
@@ -55,8 +55,8 @@ class VectorizedSweeper(BasicSweeper):
             per_job = max(1, self.max_replicas // max(seeds, 1))
             for s in range(0, len(members), per_job):
                 chunk = members[s:s + per_job]
-                entries = [vectorize.pack_entry(i, jobs[i], d) for i, d in chunk]
-                batch.append([*jobs[chunk[0][0]], vectorize.encode(entries), f"hydra.sweep.subdir=pack{len(batch)}"])
+                entries = [packing.pack_entry(i, jobs[i], d) for i, d in chunk]
+                batch.append([*jobs[chunk[0][0]], packing.encode(entries), f"hydra.sweep.subdir=pack{len(batch)}"])
         log.info(f"vectorized sweeper: {len(jobs)} configs in {len(batch)} jobs")
         print(f"[vectorized] {len(jobs)} configs packed into {len(batch)} jobs", flush=True)
         return batch

@@ -8,12 +8,13 @@ Replica r of the packed net uses exactly the seed, initializer, learning rate, t
 would have used alone, so each config's numbers are the same as an unpacked run's (tests/test_vectorize.py
 checks it to 1e-12); what is shared is only the wall time, reported per config as the job's time / n.
 
-Flow: `src.sweeper.VectorizedSweeper` (`hydra/sweeper=vectorized`) composes every config of the grid, groups
+Flow: `src.lab.sweeper.VectorizedSweeper` (`hydra/sweeper=vectorized`) composes every config of the grid, groups
 the ones that differ only at PACKABLE paths, and launches one job per group with `+pack='<base64 json>'`: one entry
-per config with its sweep index, its overrides and its values at the packable paths. `src.job.run_job` hands
-such a job to :func:`run_packed`, which fits once, splits the FitResult per config and calls `run_job` again
-for each config with the trained slice, so every config gets the ordinary MLflow child run, `result.json`
-(in `<sweep dir>/<index>/`) and runs.csv row, through the very same code as an unpacked job.
+per config with its sweep index, its overrides and its values at the packable paths. The Hydra entry
+(`src/train.py`) hands such a job to :func:`run_packed`, which fits once, splits the FitResult per config and
+records each config through `src.lab.job.run_job` with the trained slice, so every config gets the ordinary MLflow
+child run, `result.json` (in `<sweep dir>/<index>/`) and runs.csv row, through the very same code as an unpacked
+job. This module uses `src.lab.job`; the job never imports this module.
 
 Differences from unpacked runs, on purpose: a config's history is cut at its last active epoch (the packed
 loop runs until every config has stopped); activation-histogram bin edges are shared by the whole pack.
@@ -112,8 +113,8 @@ def _per_replica(values: list[Any], S: int, off: float | None) -> np.ndarray | N
 
 def build_packed(subs: list[DictConfig], ds: Any) -> tuple[Any, Any, Any, Any]:
     """One net of R = n·S replicas, its optimizer, schedule and LoopConfig for the n configs `subs`."""
-    from src import factory
-    from src.loop import LoopConfig
+    from src.lab import build as factory
+    from src.lab.loop import LoopConfig
     from src.nn import MLP, optimizers
 
     base = subs[0]
@@ -145,7 +146,7 @@ def build_packed(subs: list[DictConfig], ds: Any) -> tuple[Any, Any, Any, Any]:
 
 def split_result(result: Any, sl: slice, n: int) -> Any:
     """Config `sl`'s share of a packed FitResult (replica axis sliced, history cut at its last active epoch)."""
-    from src.loop import FitResult
+    from src.lab.loop import FitResult
 
     last = int(result.epochs_used[sl].max()) if result.epochs.size else 0
     keep = result.epochs <= max(last, 0)
@@ -182,23 +183,24 @@ def subnet(net: Any, sl: slice) -> Any:
 
 
 def run_packed(cfg: DictConfig) -> float:
-    """Fit every config of `cfg.pack` at once, then record each through `src.job.run_job`."""
-    from src import data, job
-    from src.loop import fit
-    from src.records import config_hash
-    from src.tracking import Tracker, resolve_uri
+    """Fit every config of `cfg.pack` at once, then record each through `src.lab.job.run_job`."""
+    from src import data
+    from src.lab import job
+    from src.lab.config import ConfigError, to_container, validate
+    from src.lab.loop import fit
+    from src.lab.records import config_hash
+    from src.lab.tracking import Tracker, resolve_uri
 
     entries, subs = sub_configs(cfg)
-    ctx = job._job_context()
-    sweep_dir: Path = ctx["sweep_dir"] or ctx["out_dir"]
+    ctx = job.context()
+    sweep_dir: Path = ctx.sweep_dir or ctx.out_dir
 
-    def sub_ctx(e: dict[str, Any]) -> dict[str, Any]:
-        return {"out_dir": sweep_dir / str(e["num"]), "multirun": True, "overrides": e["overrides"],
-                "num": e["num"], "sweep_dir": ctx["sweep_dir"]}
+    def sub_ctx(e: dict[str, Any]) -> job.JobContext:
+        return job.JobContext(out_dir=sweep_dir / str(e["num"]), multirun=True, overrides=e["overrides"],
+                              num=e["num"], sweep_dir=ctx.sweep_dir)
 
-    # Configs already done (+resume=true) and invalid ones are left out of the fit; run_job records them.
+    # Configs already done (resume=true) and invalid ones are left out of the fit; run_job records them.
     todo = list(range(len(subs)))
-    from src.config import ConfigError, to_container, validate
 
     bad: set[int] = set()
     for k, sub in enumerate(subs):
@@ -208,7 +210,7 @@ def run_packed(cfg: DictConfig) -> float:
             bad.add(k)
     if cfg.get("resume", False) and cfg.tracking.enabled:
         tracker = Tracker(resolve_uri(cfg.tracking.uri), cfg.tracking.experiment or cfg.study)
-        bad |= {k for k in todo if job._find_done(tracker, config_hash(to_container(subs[k]))) is not None}
+        bad |= {k for k in todo if job.find_done(tracker, config_hash(to_container(subs[k]))) is not None}
     todo = [k for k in todo if k not in bad]
     trained: dict[int, Any] = {}
     if todo:

@@ -11,37 +11,8 @@ from typing import Any
 import numpy as np
 
 from src.data import Dataset
+from src.lab.config import init_kwargs, optimizer_kwargs, schedule_kwargs
 from src.nn import MLP, initializers, optimizers, schedules
-
-_INIT_KEYS = ("std", "mean", "a", "value", "gain")
-_OPT_KEYS = ("momentum", "dampening", "nesterov", "variant", "alpha", "betas", "eps", "weight_decay",
-             "centered", "amsgrad", "lr_decay")
-_SCHED_KEYS = ("step_size", "gamma", "decay_rate", "time_interval", "t_max", "eta_min")
-
-
-def _set(node: Any, keys: tuple[str, ...]) -> dict[str, Any]:
-    """The keys of `node` that the user set (not None), as plain Python values."""
-    out: dict[str, Any] = {}
-    for k in keys:
-        v = node.get(k) if hasattr(node, "get") else getattr(node, k, None)
-        if v is not None:
-            out[k] = list(v) if k == "betas" else v
-    return out
-
-
-def init_kwargs(init_cfg: Any) -> dict[str, Any]:
-    return _set(init_cfg, _INIT_KEYS)
-
-
-def optimizer_kwargs(opt_cfg: Any) -> dict[str, Any]:
-    kw = _set(opt_cfg, _OPT_KEYS)
-    if "betas" in kw:
-        kw["betas"] = tuple(kw["betas"])
-    return kw
-
-
-def schedule_kwargs(sched_cfg: Any) -> dict[str, Any]:
-    return _set(sched_cfg, _SCHED_KEYS)
 
 
 def layer_sizes(cfg: Any, ds: Dataset) -> list[int]:

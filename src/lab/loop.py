@@ -129,9 +129,9 @@ def _evaluate(net: MLP, ds: Dataset, split: str) -> tuple[np.ndarray, np.ndarray
 def fit(net: MLP, opt: Optimizer, schedule: Schedule, ds: Dataset, cfg: LoopConfig,
         activation: str = "relu", on_log: Callable[[int, dict[str, np.ndarray]], None] | None = None) -> FitResult:
     """Train `net` in place on `ds` and return the history and final per-replica metrics."""
-    from src.speed import tune_malloc
+    from src.lab.speed import tune_malloc
 
-    tune_malloc()  # once per process: keeps batched temporaries out of mmap/munmap (see src/speed.py)
+    tune_malloc()  # once per process: keeps batched temporaries out of mmap/munmap (see src/lab/speed.py)
     R = net.replicas
     t0 = time.perf_counter()
     lr0 = opt.lr

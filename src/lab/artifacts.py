@@ -1,0 +1,38 @@
+"""A run's files: the resolved config, its history and diagnostics as CSV, the final weights, and its figures.
+
+Why a module of its own: these are the MLflow artifacts of every job (and of every config of a packed job), the
+expensive part of a job's bookkeeping (~2 s of matplotlib per run, see README "Speed"); keeping them apart from
+the job's control flow makes "which files does a run leave" one short list.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from src.files import atomic_write_text
+from src.lab import records
+from src.lab.loop import FitResult
+
+
+def write_artifacts(art: Path, cfg_dict: dict[str, Any], result: FitResult, net: Any, ds: Any,
+                    activation: str) -> None:
+    """Write the run's files into `art`: config.yaml, history.csv, diagnostics.csv, weights.npz and the figures."""
+    from src.plots import runs as figures
+
+    art.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(art / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(cfg_dict)))
+    atomic_write_text(art / "history.csv", records.history_csv(result))
+    atomic_write_text(art / "diagnostics.csv", records.diagnostics_csv(result))
+    arrays = {**{k: np.asarray(v) for k, v in net.params.items()}, **{k: np.asarray(v) for k, v in net.state.items()}}
+    np.savez_compressed(art / "weights.npz", **arrays)
+    figures.training_curves(result, art / "curves.png")
+    if ds.n_features == 2:
+        figures.decision_boundary(net, ds, art / "decision_boundary.png")
+    if result.histograms:
+        figures.activation_histograms(result.histograms, art / "activation_histograms.png")
+    if result.diagnostics:
+        figures.layer_diagnostics(result, art / "layer_diagnostics.png")
