@@ -85,9 +85,8 @@ def check_config(overrides: list[str], *, batch: int = 16, replicas: int = 2, ep
 
     Returns one row per parameter (name, shape, rel_error) and a one-line description of the net checked.
     """
-    from src import data
     from src.data import DatasetError
-    from src.lab.build import build_net
+    from src.lab.build import build_net, load_dataset
     from src.nn import gradcheck
 
     cfg = compose(overrides)
@@ -95,7 +94,7 @@ def check_config(overrides: list[str], *, batch: int = 16, replicas: int = 2, ep
     cfg.train.seeds = int(replicas)
     cfg.train.seed = int(seed)
     try:
-        ds = data.load(cfg.data.name, cfg.data.dir)
+        ds = load_dataset(cfg)
     except DatasetError as exc:
         raise GradcheckError(str(exc)) from exc
     net = build_net(cfg, ds)

@@ -21,9 +21,10 @@ from e2e_utils import ROOT, run
 from hydra import compose, initialize_config_dir
 
 from src import data
-from src.lab import build as factory
+from src.lab import job
+from src.lab.build import build, build_net
 from src.lab.config import register, validate
-from src.lab.loop import FitResult, LoopConfig, fit
+from src.lab.loop import FitResult
 
 CONF = ROOT / "conf"
 STUDIES = ("s1_init", "s1_course", "s3_optim", "s3_course", "s3_decay", "s4_clip", "s5_early", "s6_bn", "s6_reg",
@@ -73,19 +74,12 @@ def _compose(study: str, overrides: list[str]):  # noqa: ANN202 - a DictConfig
 
 
 def _train(study: str, overrides: list[str], data_dir: str) -> FitResult:
-    """One job of `study` as `src.job` runs it (validate, load + transform, build, fit), without tracking."""
+    """One job of `study` as `src.lab.job` runs it (validate, build, train), without tracking."""
     cfg = _compose(study, [*overrides, f"data.dir={data_dir}", "tracking.enabled=false"])
     validate(cfg)
-    ds = data.transform(data.load(cfg.data.name, cfg.data.dir), shift=float(cfg.data.shift),
-                        scale=float(cfg.data.scale), standardize=cfg.data.standardize)
-    t = cfg.train
-    loop_cfg = LoopConfig(epochs=int(t.epochs), batch_size=t.batch_size, clip_value=t.clip_value,
-                          clip_norm=t.clip_norm, patience=t.patience, min_delta=float(t.min_delta),
-                          log_every=int(t.log_every), shuffle=t.shuffle)
-    net = factory.build_net(cfg, ds)
-    result = fit(net, factory.build_optimizer(cfg), factory.build_schedule(cfg), ds, loop_cfg,
-                 activation=cfg.model.activation)
-    result.net = net  # type: ignore[attr-defined]  # for tests that look at the weights
+    built = build(cfg)
+    result = job.train(built)
+    result.net = built.net  # type: ignore[attr-defined]  # for tests that look at the weights
     return result
 
 
@@ -102,8 +96,8 @@ def test_preset_grid_is_the_report_contract(study: str) -> None:
 
 @pytest.mark.parametrize("study", STUDIES)
 def test_every_job_of_the_preset_composes_and_validates(study: str, data_dir: str) -> None:
-    for job in _jobs(study):
-        cfg = _compose(study, [*job, f"data.dir={data_dir}"])
+    for overrides in _jobs(study):
+        cfg = _compose(study, [*overrides, f"data.dir={data_dir}"])
         validate(cfg)
         assert cfg.study == study
         assert cfg.train.progress is False  # DVC logs stay readable
@@ -144,7 +138,7 @@ def test_s1_course_reproduces_the_course_table(data_dir: str) -> None:
             assert r.history["train_loss"][k, 0] == pytest.approx(0.07357896, abs=5e-7)
     cfg = _compose("s1_course", ["init=he_normal", f"data.dir={data_dir}"])
     ds = data.load("circles_course", data_dir)
-    loss0, _ = factory.build_net(cfg, ds).evaluate(ds.X_train, ds.y_train)
+    loss0, _ = build_net(cfg, ds).evaluate(ds.X_train, ds.y_train)
     assert float(loss0[0]) == pytest.approx(0.88305375, abs=5e-7)
 
 

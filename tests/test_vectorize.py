@@ -1,6 +1,6 @@
 """Grid vectorisation: a packed job computes exactly what the unpacked jobs compute, and records each config.
 
-The maths test is the contract of src/vectorize.py: configs that differ only in per-replica numbers (init and
+The maths test is the contract of src/lab/packing.py: configs that differ only in per-replica numbers (init and
 its scale, lr, clipping threshold, patience, L2, seed) give the same final metrics and curves to 1e-12 whether
 they run as separate jobs or as one net of n·S replicas.
 """
@@ -18,7 +18,7 @@ import pytest
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src import data
-from src.lab import packing as vectorize
+from src.lab import packing
 from src.lab.loop import fit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,25 +58,25 @@ def ds() -> data.Dataset:
 
 def test_group_key_packs_per_replica_numbers_only() -> None:
     cfgs = [_plain(_compose(BASE + v)) for v in VARIANTS]
-    keys = {vectorize.group_key(c) for c in cfgs if c["train"]["patience"] is None}
+    keys = {packing.group_key(c) for c in cfgs if c["train"]["patience"] is None}
     assert len(keys) == 1 and None not in keys
-    stopping = {vectorize.group_key(c) for c in cfgs if c["train"]["patience"] is not None}
+    stopping = {packing.group_key(c) for c in cfgs if c["train"]["patience"] is not None}
     assert len(stopping) == 1 and not stopping & keys  # early-stopping configs pack among themselves
-    assert vectorize.group_key(_plain(_compose(BASE + ["optimizer=sgd"]))) not in keys  # another update rule
-    assert vectorize.group_key(_plain(_compose(BASE + ["train.seeds=3"]))) not in keys  # another R per config
-    assert vectorize.group_key(_plain(_compose(BASE + ["data=flower"]))) not in keys
-    assert vectorize.group_key(_plain(_compose(BASE + ["init.course=true"]))) is None  # a fixed draw: alone
+    assert packing.group_key(_plain(_compose(BASE + ["optimizer=sgd"]))) not in keys  # another update rule
+    assert packing.group_key(_plain(_compose(BASE + ["train.seeds=3"]))) not in keys  # another R per config
+    assert packing.group_key(_plain(_compose(BASE + ["data=flower"]))) not in keys
+    assert packing.group_key(_plain(_compose(BASE + ["init.course=true"]))) is None  # a fixed draw: alone
 
 
 def test_pack_override_round_trip() -> None:
     cfgs = [_compose(BASE + v) for v in VARIANTS]
     hydra_escaped = "tracking.uri=sqlite\\:////tmp/x.db"  # how Hydra itself spells a ':' in an override string
-    entries = [vectorize.pack_entry(i, BASE + v + [hydra_escaped], _plain(c))
+    entries = [packing.pack_entry(i, BASE + v + [hydra_escaped], _plain(c))
                for i, (v, c) in enumerate(zip(VARIANTS, cfgs, strict=True))]
-    override = vectorize.encode(entries)
+    override = packing.encode(entries)
     assert override.startswith("+pack='")
     job_cfg = _compose(BASE + VARIANTS[0] + [override])  # Hydra's own parser reads it back
-    got_entries, subs = vectorize.sub_configs(job_cfg)
+    got_entries, subs = packing.sub_configs(job_cfg)
     assert [e["num"] for e in got_entries] == list(range(len(VARIANTS)))
     assert got_entries[0]["overrides"][-1] == hydra_escaped
     for sub, cfg in zip(subs, cfgs, strict=True):
@@ -85,15 +85,18 @@ def test_pack_override_round_trip() -> None:
 
 def test_packed_fit_equals_separate_fits(ds: data.Dataset) -> None:
     from src.lab import job
+    from src.lab.build import build, build_packed
 
     subs = [_compose(BASE + v) for v in VARIANTS]
-    net, opt, schedule, loop_cfg = vectorize.build_packed(subs, ds)
+    built = build_packed(subs, ds)
+    net = built.net
     assert net.replicas == 2 * len(VARIANTS)
-    packed = fit(net, opt, schedule, ds, loop_cfg, activation="relu")
+    packed = job.train(built)
     for k, cfg in enumerate(subs):
-        alone, alone_net = job._train(cfg, ds)
+        alone_built = build(cfg, ds)
+        alone, alone_net = job.train(alone_built), alone_built.net
         sl = slice(2 * k, 2 * k + 2)
-        part = vectorize.split_result(packed, sl, len(VARIANTS))
+        part = packing.split_result(packed, sl, len(VARIANTS))
         for key, v in alone.final.items():
             np.testing.assert_allclose(part.final[key], v, rtol=0, atol=1e-12, err_msg=f"{VARIANTS[k]} {key}")
         np.testing.assert_array_equal(part.epochs_used, alone.epochs_used)
@@ -102,10 +105,10 @@ def test_packed_fit_equals_separate_fits(ds: data.Dataset) -> None:
         np.testing.assert_array_equal(part.epochs, alone.epochs)
         for key, v in alone.history.items():
             np.testing.assert_allclose(part.history[key], v, rtol=0, atol=1e-12, err_msg=f"{VARIANTS[k]} {key}")
-        sub = vectorize.subnet(net, sl)
+        sub = packing.subnet(net, sl)
         for key, v in alone_net.params.items():
             np.testing.assert_allclose(sub.params[key], v, rtol=0, atol=1e-12)
-    assert any(vectorize.split_result(packed, slice(2 * k, 2 * k + 2), 5).stopped_early.any() for k in (2, 4)), \
+    assert any(packing.split_result(packed, slice(2 * k, 2 * k + 2), 5).stopped_early.any() for k in (2, 4)), \
         "the grid should exercise per-replica early stopping"
 
 
@@ -159,6 +162,6 @@ def test_vectorized_sweep_records_one_child_per_config(tmp_path: Path) -> None:
 def test_sub_configs_drop_the_pack_key() -> None:
     cfg = _compose(BASE + VARIANTS[0])
     with open_dict(cfg):
-        cfg["pack"] = json.dumps([vectorize.pack_entry(0, [], _plain(cfg))])
-    _, subs = vectorize.sub_configs(cfg)
+        cfg["pack"] = json.dumps([packing.pack_entry(0, [], _plain(cfg))])
+    _, subs = packing.sub_configs(cfg)
     assert "pack" not in subs[0]

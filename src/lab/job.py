@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,9 @@ from src import data
 from src.files import atomic_write_json, atomic_write_text
 from src.lab import records, signals
 from src.lab.artifacts import write_artifacts
+from src.lab.build import Built, build, load_dataset
 from src.lab.config import ConfigError, to_container, validate
+from src.lab.loop import FitResult, fit
 from src.lab.tracking import PARENT_FILE, ROOT, Tracker, TrackingError, flatten, resolve_uri
 
 DONE_STATUSES = ("finished", "diverged")
@@ -117,23 +120,11 @@ def _run(cfg: DictConfig, ctx: JobContext, cfg_dict: dict[str, Any], chash: str,
         validate(cfg)
         if cfg.tracking.enabled:
             tracker = Tracker(resolve_uri(cfg.tracking.uri), cfg.tracking.experiment or cfg.study)
-            if cfg.get("resume", False):
-                done = find_done(tracker, chash)
-                if done is not None:
-                    rec.update(status=done.data.tags.get("nnlab.status", "finished"), run_id=done.info.run_id,
-                               metrics=dict(done.data.metrics), resumed=True)
-                    atomic_write_json(ctx.out_dir / records.RESULT_FILE, rec)
-                    print(_summary_line(rec) + "  (resumed: already done)", flush=True)
-                    return float(rec["metrics"].get("val_loss", float("nan")))
-        ds = data.transform(data.load(cfg.data.name, cfg.data.dir), shift=float(cfg.data.shift),
-                            scale=float(cfg.data.scale), standardize=cfg.data.standardize)
+            if cfg.get("resume", False) and _already_done(tracker, chash, rec, ctx):
+                return float(rec["metrics"].get("val_loss", float("nan")))
+        ds = load_dataset(cfg)
         if tracker is not None:
-            tags = {"nnlab.study": cfg.study, "nnlab.config_hash": chash, "nnlab.status": "running",
-                    "nnlab.dataset_hash": ds.digest(), "nnlab.git_commit": records.git_commit(ROOT),
-                    "nnlab.overrides": " ".join(ctx.overrides)[:5000],
-                    "nnlab.sweep_id": rec["parent_run_id"] or "none"}
-            run_id = tracker.start_run(rec["name"], tags, parent_id=rec["parent_run_id"])
-            rec["run_id"] = run_id
+            run_id = rec["run_id"] = _start_run(tracker, chash, ds, rec, ctx)
             tracker.log_params(run_id, flatten(cfg_dict))
         rec["metrics"], rec["status"] = _train_and_log(cfg, cfg_dict, ds, tracker, run_id, ctx.out_dir, trained)
         if tracker is not None and run_id is not None:
@@ -149,18 +140,14 @@ def _run(cfg: DictConfig, ctx: JobContext, cfg_dict: dict[str, Any], chash: str,
         raise
     except (ConfigError, data.DatasetError, TrackingError, ValueError, FloatingPointError, MemoryError) as exc:
         rec["error"] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        _close(tracker, run_id, "FAILED", rec)
-        atomic_write_json(ctx.out_dir / records.RESULT_FILE, rec)
+        _record_failure(tracker, run_id, rec, ctx)
         print(_summary_line(rec), file=sys.stderr, flush=True)
         if not ctx.multirun:
             raise
         return float("nan")
     except Exception as exc:  # an unexpected bug: record it, keep the sweep going, show the traceback
-        import traceback
-
         rec["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        _close(tracker, run_id, "FAILED", rec)
-        atomic_write_json(ctx.out_dir / records.RESULT_FILE, rec)
+        _record_failure(tracker, run_id, rec, ctx)
         if not ctx.multirun:
             raise
         traceback.print_exc()
@@ -169,6 +156,32 @@ def _run(cfg: DictConfig, ctx: JobContext, cfg_dict: dict[str, Any], chash: str,
     atomic_write_json(ctx.out_dir / records.RESULT_FILE, rec)
     print(_summary_line(rec), flush=True)
     return float(rec["metrics"].get("val_loss", float("nan")))
+
+
+def _already_done(tracker: Tracker, chash: str, rec: dict[str, Any], ctx: JobContext) -> bool:
+    """`resume=true`: if this config already finished in the experiment, record that run instead; True if so."""
+    done = find_done(tracker, chash)
+    if done is None:
+        return False
+    rec.update(status=done.data.tags.get("nnlab.status", "finished"), run_id=done.info.run_id,
+               metrics=dict(done.data.metrics), resumed=True)
+    atomic_write_json(ctx.out_dir / records.RESULT_FILE, rec)
+    print(_summary_line(rec) + "  (resumed: already done)", flush=True)
+    return True
+
+
+def _start_run(tracker: Tracker, chash: str, ds: data.Dataset, rec: dict[str, Any], ctx: JobContext) -> str:
+    """The job's MLflow child run (under the sweep's parent run, if any), tagged with what identifies it."""
+    tags = {"nnlab.study": rec["study"], "nnlab.config_hash": chash, "nnlab.status": "running",
+            "nnlab.dataset_hash": ds.digest(), "nnlab.git_commit": records.git_commit(ROOT),
+            "nnlab.overrides": " ".join(ctx.overrides)[:5000], "nnlab.sweep_id": rec["parent_run_id"] or "none"}
+    return tracker.start_run(rec["name"], tags, parent_id=rec["parent_run_id"])
+
+
+def _record_failure(tracker: Tracker | None, run_id: str | None, rec: dict[str, Any], ctx: JobContext) -> None:
+    """A failed job: its run ended FAILED (with the error as a tag), its record written."""
+    _close(tracker, run_id, "FAILED", rec)
+    atomic_write_json(ctx.out_dir / records.RESULT_FILE, rec)
 
 
 def _close(tracker: Tracker | None, run_id: str | None, status: str, rec: dict[str, Any]) -> None:
@@ -185,6 +198,15 @@ def _close(tracker: Tracker | None, run_id: str | None, status: str, rec: dict[s
         print(f"warning: could not end MLflow run {run_id} as {status}: {exc}", file=sys.stderr)
 
 
+def train(built: Built) -> FitResult:
+    """Fit what :func:`src.lab.build.build` built, with BLAS on one thread (tiny matrices: BLAS threads only add
+    synchronisation; parallelism comes from jobs and replicas). Jobs, packed jobs and tests train through here."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return fit(built.net, built.optimizer, built.schedule, built.dataset, built.loop, activation=built.activation)
+
+
 def _train_and_log(cfg: DictConfig, cfg_dict: dict[str, Any], ds: data.Dataset, tracker: Tracker | None,
                    run_id: str | None, out_dir: Path, trained: Any = None) -> tuple[dict[str, float], str]:
     if trained is not None:  # a packed job's slice (src/lab/packing.py), or the exception its shared fit raised
@@ -192,33 +214,9 @@ def _train_and_log(cfg: DictConfig, cfg_dict: dict[str, Any], ds: data.Dataset, 
             raise trained
         result, net = trained
     else:
-        result, net = _train(cfg, ds)
+        built = build(cfg, ds)
+        result, net = train(built), built.net
     return _log_result(cfg, cfg_dict, ds, result, net, tracker, run_id, out_dir)
-
-
-def _train(cfg: DictConfig, ds: data.Dataset) -> tuple[Any, Any]:
-    from src.lab import build as factory
-    from src.lab.loop import LoopConfig, fit
-
-    t = cfg.train
-    net = factory.build_net(cfg, ds)
-    opt = factory.build_optimizer(cfg)
-    schedule = factory.build_schedule(cfg)
-    loop_cfg = LoopConfig(epochs=int(t.epochs), batch_size=t.batch_size, clip_value=t.clip_value,
-                          clip_norm=t.clip_norm, patience=t.patience, min_delta=float(t.min_delta),
-                          log_every=int(t.log_every), shuffle=t.shuffle, progress=bool(t.progress))
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover
-        threadpool_limits = None
-    # Tiny matrices: BLAS threads only add synchronisation; parallelism comes from jobs and replicas.
-    limiter = threadpool_limits(limits=1, user_api="blas") if threadpool_limits else None
-    try:
-        result = fit(net, opt, schedule, ds, loop_cfg, activation=cfg.model.activation)
-    finally:
-        if limiter is not None:
-            limiter.unregister()
-    return result, net
 
 
 def _log_result(cfg: DictConfig, cfg_dict: dict[str, Any], ds: data.Dataset, result: Any, net: Any,

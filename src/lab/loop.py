@@ -11,6 +11,10 @@ Why it is shaped like this:
   `isfinite` on an (R,) vector; evaluation, early stopping and diagnostics run every `log_every` epochs.
 - Ctrl-C / SIGTERM (raised as KeyboardInterrupt by the caller's handler) ends the loop cleanly: the result
   carries the history so far and `interrupted=True`, so the caller can record it before re-raising.
+
+`fit` is a short loop over named steps: :class:`Replicas` (who is still training, who diverged or stopped),
+:class:`EarlyStopping` (per-replica patience, best-weights snapshot and restore), :class:`History` (the curves),
+and `_Fit`'s epoch loop, log point and finish.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -126,72 +131,166 @@ def _evaluate(net: MLP, ds: Dataset, split: str) -> tuple[np.ndarray, np.ndarray
     return net.evaluate(X, y)
 
 
+class Replicas:
+    """Per-replica status, each an (R,) array: active (still training), diverged (+ the epoch), stopped early,
+    epochs used. Arrays are updated in place, so the FitResult built on them sees every change."""
+
+    def __init__(self, R: int) -> None:
+        self.active = np.ones(R, dtype=bool)
+        self.diverged = np.zeros(R, dtype=bool)
+        self.diverged_epoch = np.full(R, -1, dtype=np.int64)
+        self.stopped = np.zeros(R, dtype=bool)
+        self.epochs_used = np.zeros(R, dtype=np.int64)
+
+    def diverge(self, nonfinite: np.ndarray, epoch: int) -> bool:
+        """Mark the active replicas with a non-finite value diverged at `epoch` and freeze them; True if any."""
+        bad = self.active & nonfinite
+        if not bad.any():
+            return False
+        self.diverged |= bad
+        self.diverged_epoch[bad] = epoch
+        self.active &= ~bad
+        return True
+
+    def stop(self, mask: np.ndarray) -> None:
+        """Replicas `mask` ran out of patience: stopped early, frozen."""
+        self.stopped |= mask
+        self.active &= ~mask
+
+
+class EarlyStopping:
+    """The best validation loss per replica, and (with a patience) stopping and the best weights.
+
+    The best loss and its epoch are always tracked (`best_epoch` is reported by every run); only replicas with a
+    finite patience stop after `patience` evaluations without a new best (by more than `min_delta`) and get their
+    best weights back at the end. Replicas without early stopping keep their last weights.
+    """
+
+    def __init__(self, patience: int | np.ndarray | None, min_delta: float, net: MLP) -> None:
+        R = net.replicas
+        self.patience = _patience(patience, R)
+        self.min_delta = min_delta
+        self.best_val = np.full(R, np.inf)
+        self.best_epoch = np.zeros(R, dtype=np.int64)
+        self.wait = np.zeros(R, dtype=np.int64)
+        self.best_params = net.copy_params() if self.patience is not None else None
+
+    def observe(self, val: np.ndarray, active: np.ndarray, epoch: int, net: MLP) -> np.ndarray | None:
+        """Record one evaluation; return the replicas out of patience now (None when no replica can stop)."""
+        improved = active & (val < self.best_val - self.min_delta)
+        self.best_val[improved] = val[improved]
+        self.best_epoch[improved] = epoch
+        if self.best_params is None:
+            return None
+        self.wait[improved] = 0
+        self.wait[active & ~improved] += 1
+        if improved.any():
+            for k, v in net.copy_params().items():
+                self.best_params[k][improved] = v[improved]
+        return active & (self.wait > self.patience)
+
+    def restore(self, net: MLP) -> None:
+        """Put back the best weights of the replicas with a patience that improved at least once."""
+        if self.best_params is not None:
+            assert self.patience is not None
+            net.load_params(self.best_params, mask=(self.best_epoch > 0) & np.isfinite(self.patience))
+
+
+class History:
+    """The curves: one (R,) row per log point for each of lr, grad_norm, train/val loss and accuracy."""
+
+    def __init__(self) -> None:
+        self.epochs: list[int] = []
+        self.rows: dict[str, list[np.ndarray]] = {}
+
+    def add(self, epoch: int, row: dict[str, np.ndarray], diverged: np.ndarray | None = None) -> None:
+        """Append `row`; with `diverged`, a diverged replica's values are NaN (except the learning rate)."""
+        self.epochs.append(epoch)
+        for k, v in row.items():
+            self.rows.setdefault(k, []).append(v if diverged is None or k == "lr" else np.where(diverged, np.nan, v))
+
+    def arrays(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(K,) epochs and name -> (K, R) history."""
+        return np.asarray(self.epochs, dtype=np.int64), {k: np.stack(v) for k, v in self.rows.items()}
+
+
+def _log_row(net: MLP, opt: Optimizer, ds: Dataset, grad_norm: np.ndarray) -> dict[str, np.ndarray]:
+    row = {"lr": np.broadcast_to(np.asarray(opt.lr, dtype=float), (net.replicas,)).copy(), "grad_norm": grad_norm}
+    for split in ("train", "val"):
+        row[f"{split}_loss"], row[f"{split}_acc"] = _evaluate(net, ds, split)
+    return row
+
+
+_QUIET = {"over": "ignore", "invalid": "ignore", "divide": "ignore", "under": "ignore"}
+
+
 def fit(net: MLP, opt: Optimizer, schedule: Schedule, ds: Dataset, cfg: LoopConfig,
         activation: str = "relu", on_log: Callable[[int, dict[str, np.ndarray]], None] | None = None) -> FitResult:
     """Train `net` in place on `ds` and return the history and final per-replica metrics."""
     from src.lab.speed import tune_malloc
 
     tune_malloc()  # once per process: keeps batched temporaries out of mmap/munmap (see src/lab/speed.py)
-    R = net.replicas
-    t0 = time.perf_counter()
-    lr0 = opt.lr
-    rngs = [np.random.default_rng([int(s), 2]) for s in net.seeds]
-    active = np.ones(R, dtype=bool)
-    diverged = np.zeros(R, dtype=bool)
-    diverged_epoch = np.full(R, -1, dtype=np.int64)
-    stopped = np.zeros(R, dtype=bool)
-    epochs_used = np.zeros(R, dtype=np.int64)
-    best_val = np.full(R, np.inf)
-    best_epoch = np.zeros(R, dtype=np.int64)
-    wait = np.zeros(R, dtype=np.int64)
-    patience = _patience(cfg.patience, R)
-    best_params = net.copy_params() if patience is not None else None
-    hist_epochs: list[int] = []
-    hist: dict[str, list[np.ndarray]] = {}
-    diag_every = max(cfg.log_every, cfg.epochs // max(cfg.n_diagnostics, 1))
-    result = FitResult(np.zeros(0), {}, {}, epochs_used, best_epoch, diverged, diverged_epoch, stopped)
-    stats, hists = _diagnose(net, ds, activation)
-    result.diag_epochs.append(0)
-    result.diagnostics.append(stats)
-    result.histograms["start"] = hists
-
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        row0 = {"lr": np.broadcast_to(np.asarray(opt.lr, dtype=float), (R,)).copy(), "grad_norm": np.full(R, np.nan)}
-        for split in ("train", "val"):
-            row0[f"{split}_loss"], row0[f"{split}_acc"] = _evaluate(net, ds, split)
-    hist_epochs.append(0)  # the untrained net: where every curve starts (not an early-stopping candidate)
-    for k, v in row0.items():
-        hist.setdefault(k, []).append(v)
-
-    bar = None
-    if cfg.progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=cfg.epochs, desc="epochs", unit="ep", leave=False, mininterval=0.5)
-    epoch = 0
+    run = _Fit(net, opt, schedule, ds, cfg, activation, on_log)
     try:
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-            # Per-step work is the maths plus a few cheap checks (benchmarks/bench.py "core" measures it
-            # against a plain NumPy loop): the full batch is not re-yielded by a generator, a constant
-            # schedule is applied once, and the (R,) finiteness test is one sum unless something is off.
-            full_batch = cfg.batch_size is None or cfg.batch_size >= ds.X_train.shape[0]
-            const_lr = type(schedule) in (Schedule, Constant)
-            all_active = True
+        with np.errstate(**_QUIET):
+            run.epochs()
+    except KeyboardInterrupt:
+        run.result.interrupted = True
+    finally:
+        if run.bar is not None:
+            run.bar.close()
+    return run.finish()
+
+
+class _Fit:
+    """One call of :func:`fit`: the state its steps share (replicas, early stopping, history, progress bar)."""
+
+    def __init__(self, net: MLP, opt: Optimizer, schedule: Schedule, ds: Dataset, cfg: LoopConfig, activation: str,
+                 on_log: Callable[[int, dict[str, np.ndarray]], None] | None) -> None:
+        self.t0 = time.perf_counter()
+        self.net, self.opt, self.schedule, self.ds, self.cfg = net, opt, schedule, ds, cfg
+        self.activation, self.on_log = activation, on_log
+        self.lr0 = opt.lr
+        self.rngs = [np.random.default_rng([int(s), 2]) for s in net.seeds]
+        self.reps = Replicas(net.replicas)
+        self.stopper = EarlyStopping(cfg.patience, cfg.min_delta, net)
+        self.history = History()
+        self.diag_every = max(cfg.log_every, cfg.epochs // max(cfg.n_diagnostics, 1))
+        r = self.reps
+        self.result = FitResult(np.zeros(0), {}, {}, r.epochs_used, self.stopper.best_epoch, r.diverged,
+                                r.diverged_epoch, r.stopped)
+        self.epoch = 0
+        stats, hists = _diagnose(net, ds, activation)
+        self.result.diag_epochs.append(0)
+        self.result.diagnostics.append(stats)
+        self.result.histograms["start"] = hists
+        with np.errstate(**_QUIET):
+            row0 = _log_row(net, opt, ds, np.full(net.replicas, np.nan))
+        self.history.add(0, row0)  # the untrained net: where every curve starts (not an early-stopping candidate)
+        self.bar = _progress_bar(cfg)
+
+    def epochs(self) -> None:
+        """The hot loop. Per-step work is the maths plus a few cheap checks (benchmarks/bench.py "core" measures
+        it against a plain NumPy loop): the full batch is not re-yielded by a generator, a constant schedule is
+        applied once, and the (R,) finiteness test is one sum unless something is off."""
+        net, opt, schedule, ds, cfg = self.net, self.opt, self.schedule, self.ds, self.cfg
+        reps, bar = self.reps, self.bar
+        active, epochs_used = reps.active, reps.epochs_used
+        full_batch = cfg.batch_size is None or cfg.batch_size >= ds.X_train.shape[0]
+        const_lr = type(schedule) in (Schedule, Constant)
+        all_active = True
+        epoch = 0
+        try:
             for epoch in range(1, cfg.epochs + 1):
                 if epoch == 1 or not const_lr:
-                    opt.lr = schedule(lr0, epoch - 1)
+                    opt.lr = schedule(self.lr0, epoch - 1)
                 grad_norm = None
-                batches = (((ds.X_train, ds.y_train),) if full_batch
-                           else _batches(ds, net, cfg, epoch, rngs))
+                batches = ((ds.X_train, ds.y_train),) if full_batch else _batches(ds, net, cfg, epoch, self.rngs)
                 for Xb, yb in batches:
                     loss, grads = net.loss_and_grads(Xb, yb)
-                    if not math.isfinite(loss.sum()):  # a NaN/inf anywhere makes the sum non-finite
-                        bad = active & ~np.isfinite(loss)
-                        if bad.any():
-                            diverged |= bad
-                            diverged_epoch[bad] = epoch
-                            active &= ~bad
-                            all_active = False
+                    # a NaN/inf anywhere makes the sum non-finite
+                    if not math.isfinite(loss.sum()) and reps.diverge(~np.isfinite(loss), epoch):
+                        all_active = False
                     if cfg.clip_value is not None:
                         grad_norm = clipping.clip_by_value(grads, cfg.clip_value)
                     if cfg.clip_norm is not None:
@@ -202,66 +301,61 @@ def fit(net: MLP, opt: Optimizer, schedule: Schedule, ds: Dataset, cfg: LoopConf
                     bar.update(1)
                 last = epoch == cfg.epochs
                 if epoch % cfg.log_every == 0 or last:
-                    if grad_norm is None:
-                        grad_norm = clipping.global_norm(grads)
-                    # A finite loss with non-finite grads is rare; it is caught here, at the log point.
-                    bad = active & ~np.isfinite(grad_norm)
-                    diverged |= bad
-                    diverged_epoch[bad] = epoch
-                    active &= ~bad
-                    row = {"lr": np.broadcast_to(np.asarray(opt.lr, dtype=float), (R,)).copy(),
-                           "grad_norm": grad_norm}
-                    for split in ("train", "val"):
-                        row[f"{split}_loss"], row[f"{split}_acc"] = _evaluate(net, ds, split)
-                    hist_epochs.append(epoch)
-                    for k, v in row.items():
-                        hist.setdefault(k, []).append(np.where(diverged, np.nan, v) if k != "lr" else v)
-                    val = row["val_loss"]
-                    improved = active & (val < best_val - cfg.min_delta)
-                    best_val[improved] = val[improved]
-                    best_epoch[improved] = epoch
-                    if best_params is not None:
-                        wait[improved] = 0
-                        wait[active & ~improved] += 1
-                        if improved.any():
-                            for k, v in net.copy_params().items():
-                                best_params[k][improved] = v[improved]
-                        stop = active & (wait > patience)
-                        stopped |= stop
-                        active &= ~stop
-                    all_active = bool(active.all())
-                    if epoch % diag_every == 0 or last:
-                        stats, _ = _diagnose(net, ds, activation)
-                        result.diag_epochs.append(epoch)
-                        result.diagnostics.append(stats)
-                    if on_log is not None:
-                        on_log(epoch, row)
-                    if bar is not None:
-                        bar.set_postfix(val_loss=float(np.nanmean(val)), active=int(active.sum()), refresh=False)
+                    all_active = self.log_point(epoch, last, grads, grad_norm)
                 if not active.any():
                     break
-    except KeyboardInterrupt:
-        result.interrupted = True
-    finally:
-        if bar is not None:
-            bar.close()
-    if best_params is not None:
-        restore = (best_epoch > 0) & np.isfinite(patience)  # replicas without early stopping keep their last weights
-        net.load_params(best_params, mask=restore)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        for split in SPLITS:
-            loss, acc = _evaluate(net, ds, split)
-            result.final[f"{split}_loss"] = np.where(diverged, np.nan, loss)
-            # A diverged replica's frozen weights say nothing about the method: it counts in diverged_fraction,
-            # not in the accuracy mean (NaN is left out of every mean and CI).
-            result.final[f"{split}_acc"] = np.where(diverged, np.nan, acc)
-        if not result.interrupted:
-            stats, hists = _diagnose(net, ds, activation)
-            if not result.diag_epochs or result.diag_epochs[-1] != epoch:
-                result.diag_epochs.append(epoch)
-                result.diagnostics.append(stats)
-            result.histograms["end"] = hists
-    result.epochs = np.asarray(hist_epochs, dtype=np.int64)
-    result.history = {k: np.stack(v) for k, v in hist.items()} if hist else {}
-    result.wall_time = time.perf_counter() - t0
-    return result
+        finally:
+            self.epoch = epoch
+
+    def log_point(self, epoch: int, last: bool, grads: dict[str, np.ndarray], grad_norm: np.ndarray | None) -> bool:
+        """Every `log_every` epochs: divergence by gradient, evaluation, history, early stopping, diagnostics,
+        progress. Returns whether every replica is still active."""
+        reps = self.reps
+        if grad_norm is None:
+            grad_norm = clipping.global_norm(grads)
+        reps.diverge(~np.isfinite(grad_norm), epoch)  # a finite loss with non-finite grads is rare: caught here
+        row = _log_row(self.net, self.opt, self.ds, grad_norm)
+        self.history.add(epoch, row, reps.diverged)
+        stop = self.stopper.observe(row["val_loss"], reps.active, epoch, self.net)
+        if stop is not None:
+            reps.stop(stop)
+        all_active = bool(reps.active.all())
+        if epoch % self.diag_every == 0 or last:
+            stats, _ = _diagnose(self.net, self.ds, self.activation)
+            self.result.diag_epochs.append(epoch)
+            self.result.diagnostics.append(stats)
+        if self.on_log is not None:
+            self.on_log(epoch, row)
+        if self.bar is not None:
+            self.bar.set_postfix(val_loss=float(np.nanmean(row["val_loss"])), active=int(reps.active.sum()),
+                                 refresh=False)
+        return all_active
+
+    def finish(self) -> FitResult:
+        """Restore the best weights, evaluate every split, diagnose the final net, assemble the result."""
+        result, net, ds, diverged = self.result, self.net, self.ds, self.reps.diverged
+        self.stopper.restore(net)
+        with np.errstate(**_QUIET):
+            for split in SPLITS:
+                loss, acc = _evaluate(net, ds, split)
+                result.final[f"{split}_loss"] = np.where(diverged, np.nan, loss)
+                # A diverged replica's frozen weights say nothing about the method: it counts in diverged_fraction,
+                # not in the accuracy mean (NaN is left out of every mean and CI).
+                result.final[f"{split}_acc"] = np.where(diverged, np.nan, acc)
+            if not result.interrupted:
+                stats, hists = _diagnose(net, ds, self.activation)
+                if not result.diag_epochs or result.diag_epochs[-1] != self.epoch:
+                    result.diag_epochs.append(self.epoch)
+                    result.diagnostics.append(stats)
+                result.histograms["end"] = hists
+        result.epochs, result.history = self.history.arrays()
+        result.wall_time = time.perf_counter() - self.t0
+        return result
+
+
+def _progress_bar(cfg: LoopConfig) -> Any:
+    if not cfg.progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=cfg.epochs, desc="epochs", unit="ep", leave=False, mininterval=0.5)

@@ -104,46 +104,6 @@ def sub_configs(cfg: DictConfig) -> tuple[list[dict[str, Any]], list[DictConfig]
     return entries, subs
 
 
-def _per_replica(values: list[Any], S: int, off: float | None) -> np.ndarray | None:
-    """(n·S,) array of per-config values (None -> `off`); None when every config has it off."""
-    if all(v is None for v in values):
-        return None
-    return np.repeat(np.array([off if v is None else float(v) for v in values], dtype=np.float64), S)
-
-
-def build_packed(subs: list[DictConfig], ds: Any) -> tuple[Any, Any, Any, Any]:
-    """One net of R = n·S replicas, its optimizer, schedule and LoopConfig for the n configs `subs`."""
-    from src.lab import build as factory
-    from src.lab.loop import LoopConfig
-    from src.nn import MLP, optimizers
-
-    base = subs[0]
-    S = int(base.train.seeds)
-    m, t = base.model, base.train
-    net = MLP(
-        sizes=factory.layer_sizes(base, ds),
-        activation=m.activation,
-        init=[str(c.init.name) for c in subs for _ in range(S)],
-        init_kwargs=[factory.init_kwargs(c.init) for c in subs for _ in range(S)],
-        seeds=[int(c.train.seed) + r for c in subs for r in range(S)],
-        batchnorm=bool(m.batchnorm),
-        dropout=float(m.dropout),
-        l2=np.repeat([float(c.model.l2) for c in subs], S),
-        bn_momentum=float(m.bn_momentum),
-        leaky_slope=float(m.leaky_slope),
-        dtype=np.dtype(t.dtype).type,
-    )
-    lr = np.repeat([float(c.train.lr) for c in subs], S)
-    opt = optimizers.get(base.optimizer.name, lr=lr, **factory.optimizer_kwargs(base.optimizer))
-    loop_cfg = LoopConfig(
-        epochs=int(t.epochs), batch_size=t.batch_size,
-        clip_value=_per_replica([c.train.clip_value for c in subs], S, np.inf),
-        clip_norm=_per_replica([c.train.clip_norm for c in subs], S, np.inf),
-        patience=_per_replica([c.train.patience for c in subs], S, np.inf),
-        min_delta=float(t.min_delta), log_every=int(t.log_every), shuffle=t.shuffle, progress=bool(t.progress))
-    return net, opt, factory.build_schedule(base), loop_cfg
-
-
 def split_result(result: Any, sl: slice, n: int) -> Any:
     """Config `sl`'s share of a packed FitResult (replica axis sliced, history cut at its last active epoch)."""
     from src.lab.loop import FitResult
@@ -184,23 +144,35 @@ def subnet(net: Any, sl: slice) -> Any:
 
 def run_packed(cfg: DictConfig) -> float:
     """Fit every config of `cfg.pack` at once, then record each through `src.lab.job.run_job`."""
-    from src import data
     from src.lab import job
-    from src.lab.config import ConfigError, to_container, validate
-    from src.lab.loop import fit
-    from src.lab.records import config_hash
-    from src.lab.tracking import Tracker, resolve_uri
 
     entries, subs = sub_configs(cfg)
+    left_out = _left_out(cfg, subs)
+    todo = [k for k in range(len(subs)) if k not in left_out]
+    trained = _fit_pack(subs, todo) if todo else {}
     ctx = job.context()
     sweep_dir: Path = ctx.sweep_dir or ctx.out_dir
+    losses, interrupted = [], False
+    for k, (e, sub) in enumerate(zip(entries, subs, strict=True)):
+        sub_ctx = job.JobContext(out_dir=sweep_dir / str(e["num"]), multirun=True, overrides=e["overrides"],
+                                 num=e["num"], sweep_dir=ctx.sweep_dir)
+        try:
+            losses.append(job.run_job(sub, ctx=sub_ctx, trained=trained.get(k)))
+        except KeyboardInterrupt:
+            interrupted = True  # record the others (as killed) before stopping the sweep
+    if interrupted:
+        raise KeyboardInterrupt
+    finite = [v for v in losses if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
 
-    def sub_ctx(e: dict[str, Any]) -> job.JobContext:
-        return job.JobContext(out_dir=sweep_dir / str(e["num"]), multirun=True, overrides=e["overrides"],
-                              num=e["num"], sweep_dir=ctx.sweep_dir)
 
-    # Configs already done (resume=true) and invalid ones are left out of the fit; run_job records them.
-    todo = list(range(len(subs)))
+def _left_out(cfg: DictConfig, subs: list[DictConfig]) -> set[int]:
+    """Configs the shared fit leaves out: invalid ones, and (`resume=true`) those already done; `run_job` still
+    records each of them (as failed, or as resumed)."""
+    from src.lab import job
+    from src.lab.config import ConfigError, to_container, validate
+    from src.lab.records import config_hash
+    from src.lab.tracking import Tracker, resolve_uri
 
     bad: set[int] = set()
     for k, sub in enumerate(subs):
@@ -210,35 +182,28 @@ def run_packed(cfg: DictConfig) -> float:
             bad.add(k)
     if cfg.get("resume", False) and cfg.tracking.enabled:
         tracker = Tracker(resolve_uri(cfg.tracking.uri), cfg.tracking.experiment or cfg.study)
-        bad |= {k for k in todo if job.find_done(tracker, config_hash(to_container(subs[k]))) is not None}
-    todo = [k for k in todo if k not in bad]
-    trained: dict[int, Any] = {}
-    if todo:
-        t0 = time.perf_counter()
-        try:
-            base = subs[todo[0]]
-            ds = data.transform(data.load(base.data.name, base.data.dir), shift=float(base.data.shift),
-                                scale=float(base.data.scale), standardize=base.data.standardize)
-            net, opt, schedule, loop_cfg = build_packed([subs[k] for k in todo], ds)
-            from threadpoolctl import threadpool_limits
+        bad |= {k for k in range(len(subs)) if job.find_done(tracker, config_hash(to_container(subs[k]))) is not None}
+    return bad
 
-            with threadpool_limits(limits=1, user_api="blas"):
-                result = fit(net, opt, schedule, ds, loop_cfg, activation=base.model.activation)
-            S = int(base.train.seeds)
-            for j, k in enumerate(todo):
-                sl = slice(j * S, (j + 1) * S)
-                trained[k] = (split_result(result, sl, len(todo)), subnet(net, sl))
-        except Exception as exc:  # noqa: BLE001 - every config of the pack is recorded as failed by run_job
-            trained = {k: exc for k in todo}
-        print(f"packed job: {len(todo)} configs × {int(subs[0].train.seeds)} seeds in one fit, "
-              f"{time.perf_counter() - t0:.1f}s", flush=True)
-    losses, interrupted = [], False
-    for k, (e, sub) in enumerate(zip(entries, subs, strict=True)):
-        try:
-            losses.append(job.run_job(sub, ctx=sub_ctx(e), trained=trained.get(k)))
-        except KeyboardInterrupt:
-            interrupted = True  # record the others (as killed) before stopping the sweep
-    if interrupted:
-        raise KeyboardInterrupt
-    finite = [v for v in losses if np.isfinite(v)]
-    return float(np.mean(finite)) if finite else float("nan")
+
+def _fit_pack(subs: list[DictConfig], todo: list[int]) -> dict[int, Any]:
+    """Fit configs `todo` of `subs` as one net: {config: (its FitResult slice, its subnet)}, or {config: the
+    exception} for every config when the shared fit fails (each is then recorded as failed)."""
+    from src.lab.build import build_packed, load_dataset
+    from src.lab.job import train
+
+    t0 = time.perf_counter()
+    trained: dict[int, Any] = {}
+    try:
+        base = subs[todo[0]]
+        built = build_packed([subs[k] for k in todo], load_dataset(base))
+        result = train(built)
+        S = int(base.train.seeds)
+        for j, k in enumerate(todo):
+            sl = slice(j * S, (j + 1) * S)
+            trained[k] = (split_result(result, sl, len(todo)), subnet(built.net, sl))
+    except Exception as exc:  # noqa: BLE001 - every config of the pack is recorded as failed by run_job
+        trained = {k: exc for k in todo}
+    print(f"packed job: {len(todo)} configs × {int(subs[0].train.seeds)} seeds in one fit, "
+          f"{time.perf_counter() - t0:.1f}s", flush=True)
+    return trained
