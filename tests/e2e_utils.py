@@ -47,13 +47,13 @@ def py(args: list[str], repo: Path, **kw: object) -> subprocess.CompletedProcess
     return run([sys.executable, *args], repo, **kw)  # type: ignore[arg-type]
 
 
-NO_GRID_STAGES = ("probe", "toys", "gradcheck")  # studies without a Hydra grid; tested on their own
+PIPELINE_STAGES = ("generate", "train", "report")  # the others are measured studies, tested on their own
 
 
 def make_project(dest: Path, studies: tuple[str, ...] = ("smoke",), git: bool = True,
                  keep_stages: tuple[str, ...] = ()) -> Path:
-    """Copy src/, conf/, hydra_plugins/, dvc.yaml into `dest`, keep only `studies` (and `keep_stages` of the grid-less
-    stages) in the pipeline, git+dvc init."""
+    """Copy src/, conf/, hydra_plugins/, dvc.yaml into `dest`, keep only `studies` (and `keep_stages` of the measured
+    studies' stages) in the pipeline, git+dvc init."""
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("src", "conf", "hydra_plugins"):  # hydra_plugins: the vectorized sweeper (hydra/sweeper=vectorized)
         shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -62,9 +62,8 @@ def make_project(dest: Path, studies: tuple[str, ...] = ("smoke",), git: bool = 
             shutil.copy(ROOT / name, dest / name)
     spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     spec["stages"]["train"]["foreach"] = list(studies)
-    for name in NO_GRID_STAGES:
-        if name not in keep_stages:
-            spec["stages"].pop(name, None)
+    for name in [s for s in spec["stages"] if s not in PIPELINE_STAGES and s not in keep_stages]:
+        spec["stages"].pop(name)
     report = spec["stages"].get("report")
     if report:
         report["deps"] = [d for d in report["deps"] if not str(d).startswith("results/")]

@@ -1,11 +1,10 @@
-"""Gradient clipping: norms, by value, by norm (Pascanu et al.), per-replica thresholds, non-finite values, S4 toy."""
+"""Gradient clipping: norms, by value, by norm (Pascanu et al.), per-replica thresholds, non-finite values."""
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from src.nn import clipping, optimizers
 from src.nn.clipping import clip_by_norm, clip_by_value, global_norm
 
 
@@ -207,42 +206,4 @@ def test_empty_or_inconsistent_grads_are_refused():
         clip_by_norm(grads_of(), 1.0, eps=-1.0)
 
 
-# -- the S4 toy: loss x⁴ from x = 10, lr 0.1 (seed 004) -------------------------------------------------------------
-
-
-def _toy(steps, clip=None):
-    x = {"x": np.array([[10.0]])}
-    opt = optimizers.get("sgd", lr=0.1)
-    xs = [10.0]
-    with np.errstate(over="ignore", invalid="ignore"):
-        for _ in range(steps):
-            g = {"x": 4.0 * x["x"] ** 3}
-            if clip == "value":
-                clipping.clip_by_value(g, 100.0)
-            elif clip == "norm":
-                clipping.clip_by_norm(g, 100.0)
-            opt.update(x, g)
-            xs.append(float(x["x"][0, 0]))
-    return np.array(xs)
-
-
-def test_s4_toy_explodes_without_clipping():
-    xs = _toy(5)
-    assert xs[1] == 10.0 - 0.1 * 4000.0 == -390.0
-    finite = xs[np.isfinite(xs)]
-    assert np.all(np.abs(finite[1:]) > np.abs(finite[:-1]))  # |x| grows every step while it is a number
-    with np.errstate(over="ignore", invalid="ignore"):
-        losses = xs**4
-    assert np.any(~np.isfinite(losses) | (losses > 1e10))
-
-
-def test_s4_toy_converges_with_clip_by_value_100():
-    xs = _toy(10, clip="value")
-    assert xs[1] == 0.0  # 10 − 0.1·100
-    np.testing.assert_array_equal(xs[1:], 0.0)
-
-
-def test_s4_toy_clip_by_norm_also_tames_it():
-    xs = _toy(10, clip="norm")
-    assert abs(xs[1]) < 1e-8  # 100/(4000 + 1e-6) · 4000 ≈ 100: the same step up to eps
-    assert np.all(np.abs(xs[1:]) < 1e-8)
+# The S4 toy (loss x⁴ from x = 10, lr 0.1) runs these functions through src/studies/toys.py: tests/test_toys.py.

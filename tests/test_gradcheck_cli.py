@@ -12,6 +12,7 @@ import pytest
 
 from src import data, gradcheck
 from src.nn import MLP
+from src.studies import s7_gradcheck
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,13 +72,13 @@ def test_bad_override_is_one_line_exit_2(data_dir: str, capsys: pytest.CaptureFi
 
 
 def test_suite_writes_csv_and_metrics(tmp_path: Path, data_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gradcheck, "SUITE", [
+    monkeypatch.setattr(s7_gradcheck, "SUITE", [
         ("relu", [f"data.dir={data_dir}"], None, None),
         ("digits tanh", [f"data.dir={data_dir}", "data=digits", "model.activation=tanh", "model.hidden=[4]"],
          None, None),
         ("loose", [f"data.dir={data_dir}", "model.activation=sigmoid"], 1e-5, 1e-5),
     ])
-    assert gradcheck.main(["--suite", "--out", str(tmp_path)]) == 0
+    assert s7_gradcheck.main(["--out", str(tmp_path)]) == 0
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["nets_checked"] == 3 and m["nets_failed"] == 0 and 0 < m["max_rel_error"] < 1e-7
     assert set(m) >= {"log10_max_rel_error_by_net/relu", "log10_max_rel_error_by_net/digits_tanh"}

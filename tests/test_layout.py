@@ -31,9 +31,6 @@ ALLOWED: dict[str, set[str]] = {
     "src.__main__": {"src.train"},
     "hydra_plugins": {"src.lab"},
 }
-# Not yet in their final package (they move to src/studies and src/report): checked as CLIs until then.
-ALLOWED.update({m: {*LOWER} for m in ("src.probe", "src.toys", "src.verdicts")})
-ALLOWED["src.report"] |= {"src.verdicts"}
 
 
 def modules(root: Path, top: str) -> dict[str, Path]:

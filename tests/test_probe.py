@@ -1,17 +1,18 @@
-"""S2: the qualitative laws of activation statistics in deep nets, asserted from the probe's own numbers."""
+"""S2 (src/studies/s2_activations.py): the laws of activation statistics in deep nets, from its own numbers."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from src import probe
+from src.studies import s2_activations as probe
 
-ROOT = probe.Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _layer(res: dict, key: str) -> np.ndarray:
@@ -66,7 +67,7 @@ def test_deep_sigmoid_gradients_vanish_relu_he_do_not() -> None:
     assert g_relu[0] / g_relu[-1] > 0.05
 
 
-def test_run_writes_the_study_files(tmp_path: probe.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_writes_the_study_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(probe, "NETS", {"sigmoid_5x100": ("sigmoid", 3, 20), "relu_5x100": ("relu", 3, 20),
                                         "tanh_10x500": ("tanh", 4, 30)})
     metrics = probe.run(tmp_path, replicas=2, samples=50)
@@ -82,6 +83,6 @@ def test_run_writes_the_study_files(tmp_path: probe.Path, monkeypatch: pytest.Mo
 
 
 def test_help_is_fast() -> None:
-    out = subprocess.run([sys.executable, "-m", "src.probe", "--help"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=30)
+    out = subprocess.run([sys.executable, "-m", "src.studies", "s2_activations", "--help"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and "--out" in out.stdout

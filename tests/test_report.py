@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from src import report, toys
+from src import report
+from src.studies import toys
 
 HEADER = ["job", "name", "overrides", "status", "run_id", "config_hash", "train_acc", "val_acc", "test_acc",
           "test_acc_ci95", "train_loss", "val_loss", "test_loss", "epochs_used", "best_epoch", "diverged_fraction",

@@ -1,14 +1,15 @@
-"""S3/S4 toys: the numbers of the book's valley and of the seed's x^4 clipping example, with the library's rules."""
+"""S3/S4 toys (src/studies/toys.py): the book's valley and the seed's x^4 clipping example, with the library's rules."""
 
 from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from src import toys
+from src.studies import toys
 
 
 def test_x4_without_clipping_lands_at_minus_390_and_explodes() -> None:
@@ -17,6 +18,8 @@ def test_x4_without_clipping_lands_at_minus_390_and_explodes() -> None:
     assert r["x"][1] == -390.0
     assert r["loss"][1] == pytest.approx(390.0**4)
     assert not np.isfinite(r["loss"][-1])  # overflows within a few steps
+    finite = r["x"][np.isfinite(r["x"])]
+    assert np.all(np.abs(finite[1:]) > np.abs(finite[:-1]))  # |x| grows every step while it is a number
 
 
 def test_x4_clip_by_value_100_steps_to_exactly_zero() -> None:
@@ -30,6 +33,7 @@ def test_x4_clip_by_norm_100_lands_at_the_eps_of_the_formula() -> None:
     # 10 - 0.1 * 4000 * 100 / (4000 + 1e-6) = 2.5e-9 (torch's eps in max_norm / (norm + eps))
     assert r["x"][1] == pytest.approx(10 - 0.1 * 4000 * 100 / (4000 + 1e-6), rel=1e-6)
     assert 0 < r["x"][1] < 1e-8
+    assert np.all(np.abs(r["x"][1:]) < 1e-8)  # and it stays there
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +68,7 @@ def test_what_the_30_steps_show(paths: dict[str, np.ndarray]) -> None:
     assert d["Adam"] < d["SGD"]
 
 
-def test_run_writes_files_and_metrics(tmp_path: toys.Path) -> None:
+def test_run_writes_files_and_metrics(tmp_path: Path) -> None:
     m = toys.run(tmp_path)
     for name in ("trajectories.csv", "trajectories.png", "clip.csv", "clip.png", "metrics.json"):
         assert (tmp_path / name).stat().st_size > 0

@@ -110,14 +110,19 @@ def _expand(override_strings: list[str]) -> tuple[list[str], dict[str, list[str]
     return fixed, sweeps
 
 
-def _compose(overrides: list[str]) -> Any:
-    from hydra import compose, initialize_config_dir
+def compose(overrides: list[str]) -> Any:
+    """The config `python -m src.train <overrides>` would run, with Hydra's own node (`cfg.hydra`), unvalidated.
+
+    Hydra's compose API, as the app composes; used by the pre-flight check, the gradient check and the tests.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
 
     from src.lab.config import register
 
     register()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides, return_hydra_config=True)
+        return hydra_compose(config_name="config", overrides=overrides, return_hydra_config=True)
 
 
 def _check_one(overrides: list[str], seen_data: set[tuple[str, str]]) -> Any:
@@ -125,7 +130,7 @@ def _check_one(overrides: list[str], seen_data: set[tuple[str, str]]) -> Any:
     from src.lab.tracking import check_reachable, resolve_uri
 
     try:
-        cfg = _compose(overrides)
+        cfg = compose(overrides)
     except Exception as exc:  # noqa: BLE001 - every composition error becomes one line
         raise PreflightError(one_line(exc)) from exc
     extra = set(cfg.keys()) - {f.name for f in dataclasses.fields(Config)} - ROOT_EXTRA_KEYS
@@ -206,4 +211,4 @@ def preflight(argv: list[str]) -> None:
         os.environ["NNLAB_SWEEP_TOTAL"] = str(total)
 
 
-__all__ = ["check", "one_line", "preflight", "split_argv", "PreflightError"]
+__all__ = ["check", "compose", "one_line", "preflight", "split_argv", "PreflightError"]

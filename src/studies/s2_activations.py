@@ -1,4 +1,4 @@
-"""`python -m src.probe --out results/s2_activations`: activation and gradient statistics of deep nets, no training.
+"""S2: activation and gradient statistics of deep nets, no training (`python -m src.studies s2_activations`).
 
 SPEC S2 (Glorot & Bengio 2010; He et al. 2015; the book's ch. 6 histograms). A random input ``randn(1000, n)``
 goes through untrained nets built by ``src.nn.MLP`` and every hidden layer is measured with
@@ -15,9 +15,10 @@ Why the MLP and not a hand-written loop: the study then measures the very layers
 articles' nets have no bias; ours start with zero biases, which is the same function at init. The MLP needs an
 output layer: an extra dense layer to 10 softmax units is appended and is not reported among the hidden layers.
 
-Outputs (in ``--out``): ``layer_stats.csv`` (one row per net × init × hidden layer), ``grad_norms.csv`` (deep
-nets), ``metrics.json`` (headline numbers for ``dvc metrics show``), ``histograms_<net>.png`` (layers across,
-inits down, as in the articles' figures) and ``grad_norms.png``.
+Outputs (in ``--out``, the DVC stage ``s2_activations``): ``layer_stats.csv`` (one row per net × init × hidden
+layer), ``grad_norms.csv`` (deep nets), ``metrics.json`` (headline numbers for ``dvc metrics show`` and the
+verdict), ``histograms_<net>.png`` (layers across, inits down, as in the articles' figures) and ``grad_norms.png``.
+This module also holds the claim, its verdict rule and the study's report section.
 """
 
 from __future__ import annotations
@@ -26,11 +27,17 @@ import argparse
 import csv
 import io
 import json
-import sys
+import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from src.files import atomic_write_json, atomic_write_text
+from src.lab.stats import summary
+from src.studies.base import Section, Study, Table, Verdict, metric, missing, tally
+from src.studies.sections import copy_figure, fmt, read_csv, read_metrics
 
 # name -> (activation, hidden layers, width)
 NETS: dict[str, tuple[str, int, int]] = {
@@ -60,8 +67,6 @@ STAT_KEYS = ("act_mean", "act_std", "saturated", "dead", "grad_norm", "dz_norm")
 
 
 def _summary(values: np.ndarray) -> tuple[float, float]:
-    from src.lab.stats import summary
-
     s = summary(values)
     return s["mean"], s["ci95"]
 
@@ -205,8 +210,6 @@ def _csv(rows: list[dict[str, Any]]) -> str:
 
 def run(out: Path, replicas: int = 5, samples: int = SAMPLES, seed: int = 0, figures: bool = True) -> dict[str, Any]:
     """Measure everything and write the files of the study; return the headline metrics."""
-    from src.files import atomic_write_json, atomic_write_text
-
     out.mkdir(parents=True, exist_ok=True)
     act_rows, acts = activation_study(replicas, samples, seed)
     grad_rows = gradient_study(replicas, samples, seed)
@@ -227,7 +230,9 @@ def run(out: Path, replicas: int = 5, samples: int = SAMPLES, seed: int = 0, fig
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m src.probe", description=__doc__.splitlines()[0])
+    """The study's CLI: measure, write the files into --out, print the headline metrics."""
+    ap = argparse.ArgumentParser(prog="python -m src.studies s2_activations",
+                                 description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("results/s2_activations"), help="output folder")
     ap.add_argument("--replicas", type=int, default=5, help="seeds per configuration (error bars)")
     ap.add_argument("--samples", type=int, default=SAMPLES, help="rows of the random input")
@@ -240,5 +245,79 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+# --------------------------------------------------------------------------------------------- claim and report
+
+
+def verdict(m: Mapping[str, Any]) -> Verdict:
+    """The claim, judged on metrics.json."""
+    claim = ("Small init (0.01) collapses deep activations, large init (1) saturates tanh, Xavier keeps tanh spread "
+             "(≈0.63 at layer 1), He keeps ReLU stable, and deep sigmoid gradients vanish (≤0.25 per layer).")
+    checks = {
+        "tanh std 0.01: layer-10 std < 1e-4": metric(m, "tanh_std001_last_std") < 1e-4,
+        "tanh std 1: > 70% saturated": metric(m, "tanh_std1_saturated_mean") > 0.7,
+        "tanh Xavier: layer-1 std 0.63 ± 0.05": abs(metric(m, "tanh_xavier_layer1_std") - 0.63) <= 0.05,
+        "ReLU He: last/first std within 2×": 0.5 <= metric(m, "relu_he_last_over_first_std") <= 2.0,
+        "deep sigmoid: gradient factor per layer ≤ 0.3": metric(m, "deep_sigmoid_xavier_grad_factor_per_layer") <= 0.3,
+        "deep ReLU He: gradient factor per layer in [0.5, 2]":
+            0.5 <= metric(m, "deep_relu_he_grad_factor_per_layer") <= 2.0,
+    }
+    if all(math.isnan(metric(m, k)) for k in ("tanh_std001_last_std", "tanh_std1_saturated_mean")):
+        return missing(claim, "the probe's metrics")
+    return tally(claim, checks)
+
+
+S2_REFERENCE = [
+    ("tanh 10×500, std 0.01: std at layer 1", "tanh_std001_layer1_std", "≈0.22 (tanh of N(0, 0.22²))"),
+    ("tanh 10×500, std 0.01: std at layer 10", "tanh_std001_last_std", "≈3e-7"),
+    ("tanh 10×500, std 0.01: shrink factor per layer", "tanh_std001_shrink_per_layer", "≈4.5"),
+    ("tanh 10×500, std 1: saturated fraction (|a|>0.99)", "tanh_std1_saturated_mean", "≈0.9"),
+    ("tanh 10×500, Xavier: std at layer 1", "tanh_xavier_layer1_std", "≈0.63"),
+    ("tanh 10×500, Xavier: std at layer 10", "tanh_xavier_last_std", "≈0.22"),
+    ("ReLU 5×100, He: std layer 5 / layer 1", "relu_he_last_over_first_std", "≈1 (stable)"),
+    ("ReLU 5×100, Xavier: std layer 5 / layer 1", "relu_xavier_last_over_first_std", "< 1 (shrinks)"),
+    ("ReLU 5×100, std 0.01: std layer 5 / layer 1", "relu_std001_last_over_first_std", "≈0 (collapse)"),
+    ("sigmoid 5×100, std 1: saturated fraction", "sigmoid_std1_saturated_mean", "large (piles at 0 and 1)"),
+    ("deep sigmoid + Xavier: gradient factor per layer", "deep_sigmoid_xavier_grad_factor_per_layer", "≤ 0.25"),
+    ("deep sigmoid + Xavier: ‖∂L/∂W₁‖ / ‖∂L/∂W₁₀‖", "deep_sigmoid_xavier_grad_first_over_last", "≪ 1"),
+    ("deep ReLU + He: gradient factor per layer", "deep_relu_he_grad_factor_per_layer", "≈1"),
+    ("deep tanh + Xavier: gradient factor per layer", "deep_tanh_xavier_grad_factor_per_layer", "—"),
+    ("deep sigmoid + std 1: gradient factor per layer", "deep_sigmoid_std1_grad_factor_per_layer", "—"),
+]
+
+
+def section(study: Study, study_dir: Path, figdir: Path) -> Section:
+    """Measured vs SPEC, per net and init (first -> last hidden layer), the histogram grids, gradient norms."""
+    sec = Section(study.name, study.title)
+    m = read_metrics(study_dir)
+    sec.verdicts = study.judge(None, m)
+    sec.tables.append(("Measured vs SPEC", Table(
+        ["quantity", "SPEC / articles", "measured (mean over replicas)"],
+        [[label, ref, fmt(m[key])] for label, key, ref in S2_REFERENCE if key in m])))
+    stats_path = study_dir / "layer_stats.csv"
+    if stats_path.exists():
+        rows = read_csv(stats_path)
+        groups: dict[tuple[str, str], list[dict[str, str]]] = {}
+        for r in rows:
+            groups.setdefault((r["net"], r["init"]), []).append(r)
+        out = []
+        for (net, init), rs in groups.items():
+            rs = sorted(rs, key=lambda r: int(r["layer"]))
+            sat = sum(float(r["saturated"]) for r in rs) / len(rs)
+            dead = sum(float(r["dead"]) for r in rs) / len(rs)
+            out.append([net, init, fmt(float(rs[0]["act_std"])), fmt(float(rs[-1]["act_std"])),
+                        fmt(float(rs[-1]["act_mean"])), f"{sat:.2f}", f"{dead:.2f}",
+                        fmt(float(rs[0]["grad_norm"])), fmt(float(rs[-1]["grad_norm"]))])
+        sec.tables.append(("Per net and init (first → last hidden layer; full per-layer table in layer_stats.csv)",
+                           Table(["net", "init", "std L1", "std last", "mean last", "saturated (avg)",
+                                  "dead (avg)", "‖∂L/∂W‖ L1", "‖∂L/∂W‖ last"], out)))
+    for png in sorted(study_dir.glob("histograms_*.png")):
+        sec.figures.append((f"Activation histograms: {png.stem.removeprefix('histograms_')} (layers across, "
+                            "inits down)", copy_figure(png, figdir, study.name)))
+    if (study_dir / "grad_norms.png").exists():
+        sec.figures.append(("Gradient norm by layer, deep nets", copy_figure(study_dir / "grad_norms.png", figdir,
+                                                                                study.name)))
+    return sec
+
+
+STUDY = Study("s2_activations", "S2 Activation and gradient statistics in deep nets (no training)", order=20,
+              rules=(verdict,), measure=main, section=section)

@@ -1,4 +1,4 @@
-"""`python -m src.toys --out results/toys`: the two toy problems of SPEC S3 and S4, run with the library's rules.
+"""S3/S4 toys: the two toy problems of SPEC S3 and S4, run with the library's rules (`python -m src.studies toys`).
 
 S3 (the book, *Deep Learning from Scratch* ch. 6, figure 6-8): ``f(x, y) = x²/20 + y²`` from (−7, 2), 30 steps of
 SGD lr 0.95, Momentum lr 0.1 (momentum 0.9), AdaGrad lr 1.5 and Adam lr 0.3 (the book's settings). The valley is
@@ -13,8 +13,9 @@ Why a module of its own and not a notebook: the update rules are ``src.nn.optimi
 ``src.nn.clipping`` themselves (a params dict with a replica axis of 1, the same call the training loop makes),
 so these pictures are evidence about the code the lab trains with, not about a re-implementation.
 
-Outputs (in ``--out``): ``trajectories.csv`` (optimizer, step, x, y, f), ``trajectories.png`` (contours and
-paths, 2×2 like the book), ``clip.csv`` (setting, step, x, loss, grad), ``clip.png``, ``metrics.json``.
+Outputs (in ``--out``, the DVC stage ``toys``): ``trajectories.csv`` (optimizer, step, x, y, f),
+``trajectories.png`` (contours and paths, 2×2 like the book), ``clip.csv`` (setting, step, x, loss, grad),
+``clip.png``, ``metrics.json``. This module also holds the two claims, their verdict rules and the report section.
 """
 
 from __future__ import annotations
@@ -23,11 +24,16 @@ import argparse
 import csv
 import io
 import json
-import sys
+import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from src.files import atomic_write_json, atomic_write_text
+from src.studies.base import CONFIRMED, NUANCED, REFUTED, Section, Study, Table, Verdict, metric, missing, tally
+from src.studies.sections import copy_figure, fmt, read_metrics
 
 START = (-7.0, 2.0)
 STEPS = 30
@@ -100,8 +106,6 @@ def _fmt(v: float) -> str:
 
 def run(out: Path, figures: bool = True) -> dict[str, float]:
     """Run both toys, write their files, return the headline metrics."""
-    from src.files import atomic_write_json, atomic_write_text
-
     out.mkdir(parents=True, exist_ok=True)
     metrics: dict[str, float] = {}
     paths = {label: trajectory(name, kw) for label, (name, kw) in OPTIMIZERS.items()}
@@ -141,7 +145,8 @@ def run(out: Path, figures: bool = True) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m src.toys", description=__doc__.splitlines()[0])
+    """The study's CLI: run both toys, write the files into --out, print the headline metrics."""
+    ap = argparse.ArgumentParser(prog="python -m src.studies toys", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("results/toys"), help="output folder")
     args = ap.parse_args(argv)
     metrics = run(args.out)
@@ -149,5 +154,69 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+# -------------------------------------------------------------------------------------------- claims and report
+
+
+def verdict_s3(m: Mapping[str, Any]) -> Verdict:
+    """S3's claim, judged on metrics.json."""
+    claim = ("On the valley x²/20 + y² (30 steps, the book's learning rates) Momentum, AdaGrad and Adam end closer to "
+             "the optimum than SGD.")
+    sgd = metric(m, "s3_sgd_final_distance")
+    others = {k: metric(m, f"s3_{k}_final_distance") for k in ("momentum", "adagrad", "adam")}
+    if math.isnan(sgd) or any(math.isnan(v) for v in others.values()):
+        return missing(claim, "the toy's final distances")
+    closer = [k for k, v in others.items() if v < sgd]
+    nums = f"final distance SGD {sgd:.3g}, " + ", ".join(f"{k} {v:.3g}" for k, v in others.items())
+    if len(closer) == len(others):
+        return Verdict(claim, CONFIRMED, nums)
+    if not closer:
+        return Verdict(claim, REFUTED, nums)
+    return Verdict(claim, NUANCED, f"only {', '.join(closer)} end closer than SGD: {nums}")
+
+
+def verdict_s4(m: Mapping[str, Any]) -> Verdict:
+    """S4's claim, judged on metrics.json."""
+    claim = "Loss x⁴ from x = 10, lr 0.1: one unclipped step lands at −390 and the loss explodes; clipping by value " \
+            "at 100 steps to exactly 0."
+    x1, xc = metric(m, "s4_noclip_x_after_1_step"), metric(m, "s4_clipvalue100_x_after_1_step")
+    if math.isnan(x1) or math.isnan(xc):
+        return missing(claim, "the clipping toy's metrics")
+    exploded = metric(m, "s4_noclip_overflow_step") > 0
+    checks = {"unclipped first step = −390": x1 == -390.0, "unclipped loss overflows": exploded,
+              "clipped first step = 0": xc == 0.0,
+              "clipped final loss = 0": metric(m, "s4_clipvalue100_final_loss") == 0}
+    return tally(claim, checks)
+
+
+def section(study: Study, study_dir: Path, figdir: Path) -> Section:
+    """The valley's final distances, the x⁴ toy per clipping setting, and both figures."""
+    sec = Section(study.name, study.title)
+    m = read_metrics(study_dir)
+    sec.verdicts = study.judge(None, m)
+    names = ("sgd", "momentum", "adagrad", "adam")
+    sec.tables.append(("S3 valley x²/20 + y² from (−7, 2), 30 steps (the book's learning rates)", Table(
+        ["optimizer", "final distance to (0, 0)", "final f"],
+        [[n, fmt(_num(m.get(f"s3_{n}_final_distance"))), fmt(_num(m.get(f"s3_{n}_final_f")))]
+         for n in names if f"s3_{n}_final_distance" in m])))
+    sec.tables.append(("S4 loss x⁴ from x = 10, lr 0.1", Table(
+        ["setting", "x after 1 step", "final loss", "loss overflows at step"],
+        [[label, fmt(_num(m.get(f"s4_{k}_x_after_1_step")), 10), fmt(_num(m.get(f"s4_{k}_final_loss"))),
+          "never" if _num(m.get(f"s4_{k}_overflow_step")) < 0 else fmt(_num(m.get(f"s4_{k}_overflow_step")), 0)]
+         for label, k in (("no clipping", "noclip"), ("clip by value 100", "clipvalue100"),
+                          ("clip by norm 100", "clipnorm100")) if f"s4_{k}_x_after_1_step" in m])))
+    for name, caption in (("trajectories.png", "Optimizer trajectories on x²/20 + y²"),
+                          ("clip.png", "Clipping toy: x and loss per step")):
+        if (study_dir / name).exists():
+            sec.figures.append((caption, copy_figure(study_dir / name, figdir, study.name)))
+    return sec
+
+
+def _num(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+STUDY = Study("toys", "S3/S4 Toy problems: optimizer trajectories and gradient clipping", order=30,
+              rules=(verdict_s3, verdict_s4), measure=main, section=section)

@@ -1,0 +1,77 @@
+"""Building the report: one page per study and one `reports/index.html`, from the `results/<study>/` folders.
+
+It walks the study registry (``src.studies.all_studies``): for every folder of ``results/`` the report states the
+study's claim in one sentence, the VERDICT computed from the data by the study's rule (``src/studies/<study>.py``:
+confirmed / refuted / nuanced, with the numbers it used), a table (mean ± 95% CI over replicas) and the figures:
+leaderboard bars and validation curves per job for the Hydra grids (``runs.csv`` + ``curves/jobNNN.csv``), and
+each study's own tables and figures (S2's histogram grids, the toys' trajectories, S7's per-net table, ...).
+Studies that have not been run are listed and skipped, so the report builds from whatever exists.
+
+Why a separate stage that reads only the small files the other stages declared as outputs (never MLflow): ``dvc
+repro`` rebuilds it in seconds and a reader can regenerate it without the tracking store. The output is a pure
+function of those files — no timestamps, sorted iteration, matplotlib PNGs without dates — so a second ``dvc
+repro`` is a no-op. Figures are embedded in the HTML as data URIs (one self-contained file); the Markdown pages
+reference the same PNGs under ``reports/figures/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from src.files import atomic_write_text
+from src.report.render import index_html, section_md
+from src.studies import all_studies
+from src.studies.base import Section, Study
+from src.studies.sections import grid_section
+
+UNREGISTERED_ORDER = 1000  # result folders of no registered study (e.g. smoke) come last, by name
+
+
+def study_dirs(results: Path, studies: dict[str, Study]) -> list[tuple[Study, Path]]:
+    """(study, folder) for every folder of `results` with results: a runs.csv, or a measured study's metrics.json.
+    A folder of no registered study is shown as a grid without a claim."""
+    found = []
+    for p in results.iterdir():
+        study = studies.get(p.name) or Study(p.name, f"Study {p.name}", order=UNREGISTERED_ORDER)
+        if p.is_dir() and ((p / "runs.csv").exists() or (not study.grid and (p / "metrics.json").exists())):
+            found.append((study, p))
+    return sorted(found, key=lambda sp: (sp[0].order, sp[0].name))
+
+
+def build(results: Path, out: Path) -> list[Path]:
+    """Write `index.html`, one `<study>.md` per study and `figures/*.png`; return the files written."""
+    if not results.is_dir():
+        raise SystemExit(f"nnlab: error: {results} is not a folder: run `dvc repro` first")
+    studies = all_studies()
+    found = study_dirs(results, studies)
+    if not found:
+        raise SystemExit(f"nnlab: error: no {results}/<study>/ with results found: run `dvc repro` first")
+    out.mkdir(parents=True, exist_ok=True)
+    figdir = out / "figures"
+    if figdir.exists():
+        shutil.rmtree(figdir)
+    figdir.mkdir()
+    sections: list[Section] = [(study.section or grid_section)(study, d, figdir) for study, d in found]
+    written: list[Path] = []
+    for old in out.glob("*.md"):
+        old.unlink()
+    for sec in sections:
+        written.append(atomic_write_text(out / f"{sec.study}.md", section_md(sec)))
+    written += sorted(figdir.glob("*.png"))
+    present = {study.name for study, _ in found}
+    missing = [s for s in studies if s not in present]
+    written.append(atomic_write_text(out / "index.html", index_html(sections, missing)))
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m src.report --results results --out reports`."""
+    ap = argparse.ArgumentParser(prog="python -m src.report", description="Build reports/ from results/<study>/.")
+    ap.add_argument("--results", type=Path, default=Path("results"), help="folder of results/<study>/")
+    ap.add_argument("--out", type=Path, default=Path("reports"), help="where to write the report")
+    args = ap.parse_args(argv)
+    for p in build(args.results, args.out):
+        print(p)
+    return 0
