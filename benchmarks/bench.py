@@ -22,8 +22,9 @@ Sections (README "Speed"):
   public_api the same through the public src.nn API alone (MLP + optimizers.get, loss_and_grads + update) in fresh
              processes that never tune glibc's malloc, alternated with ones that do (mallopt): full batch and
              mini-batches of 64, float64 and float32 (issue 11 goal 1: R=32 >= 3.5x cheaper per model than R=1).
-  vectorize  the default grid (conf/experiment/default.yaml) as 48 Hydra jobs vs packed by
-             `hydra/sweeper=vectorized` (one job per group of configs that differ only in per-replica scalars).
+  vectorize  the default grid (conf/experiment/default.yaml) as 48 Hydra jobs (`hydra/sweeper=basic`) vs packed by
+             `hydra/sweeper=vectorized`, the default (one job per group of configs differing only in per-replica
+             scalars).
   overhead   per-job cost of a Hydra multirun with MLflow tracking for jobs that train nothing (1 epoch).
   memory     peak RSS of one worker: the default preset's job, and the same at R=128.
   tracking   runs/s and metric points/s into SQLite, an SQLite-backed and a PostgreSQL-backed `mlflow server`, by
@@ -63,7 +64,7 @@ LR = 0.01
 def _limit_blas() -> None:
     from threadpoolctl import threadpool_limits
 
-    threadpool_limits(limits=1, user_api="blas")  # the jobs do the same (src/job.py); tiny matrices
+    threadpool_limits(limits=1, user_api="blas")  # the jobs do the same (src/lab/job.py); tiny matrices
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[float, float]:
@@ -139,9 +140,8 @@ def nnlab_steps(X: np.ndarray, y: np.ndarray, iters: int, replicas: int = 1) -> 
 
 
 def nnlab_fit(ds: Any, iters: int, replicas: int = 1, log_every: int = 10) -> Any:
-    """What a job runs: `src.loop.fit` (evaluation on train+val every `log_every` epochs, diagnostics)."""
+    """What a job runs: `src.lab.loop.fit` (evaluation on train+val every `log_every` epochs, diagnostics)."""
     from src.lab.loop import LoopConfig, fit
-
     from src.nn import MLP, optimizers, schedules
 
     net = MLP(SIZES, activation="relu", init="he_normal", replicas=replicas, seed=0)
@@ -429,7 +429,8 @@ def bench_overhead(n_jobs: int, rounds: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="nnlab-bench-") as tmp:
         repo = _scratch_project(Path(tmp))
         seeds = ",".join(str(i) for i in range(n_jobs + 1))
-        common = ["-m", "study=overhead", "data=moons", "train.epochs=1", "train.seeds=1", "train.progress=false"]
+        common = ["-m", "study=overhead", "data=moons", "train.epochs=1", "train.seeds=1", "train.progress=false",
+                  "hydra/sweeper=basic"]
         variants = {
             "basic": [],
             "basic_no_artifacts": ["tracking.artifacts=false"],
@@ -474,7 +475,7 @@ def bench_vectorize(rounds: int, epochs: int | None = None, extra_args: tuple[st
         _train(repo, ["study=default", "train.epochs=1", "train.seeds=1", "train.progress=false"])
         t: dict[str, list[float]] = {"per_job": [], "vectorized": []}
         for _ in range(rounds):
-            t["per_job"].append(_train(repo, ["-m", "experiment=default", *extra])["wall_s"])
+            t["per_job"].append(_train(repo, ["-m", "experiment=default", "hydra/sweeper=basic", *extra])["wall_s"])
             t["vectorized"].append(_train(repo, ["-m", "experiment=default", "hydra/sweeper=vectorized", *extra])
                                    ["wall_s"])
         out["per_job_s"] = statistics.median(t["per_job"])

@@ -43,7 +43,7 @@ def cli(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         # Runs were already ended KILLED with their history (src/lab/job.py, src/lab/sweep.py): say so in one line.
         print("nnlab: interrupted: unfinished runs are recorded as KILLED; re-run the same command with "
-              "+resume=true to finish the sweep", file=sys.stderr, flush=True)
+              "resume=true to finish the sweep", file=sys.stderr, flush=True)
         sys.exit(130)
 
 

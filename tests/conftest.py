@@ -1,8 +1,62 @@
-"""Shared test setup, kept minimal: make ``import src`` work from a plain checkout (no install needed)."""
+"""Shared test setup: `import src` from a plain checkout, and the fixtures many test files need.
 
+- ``data_dir``: every dataset the tests train on, generated once per session into a temporary folder (the
+  developer's ``data/`` is never touched);
+- ``compose``: the config ``python -m src.train <overrides>`` would run (Hydra's compose API, via the pre-flight's
+  own `compose`, so ``study``/``results_dir`` are derived from the preset as in a real run);
+- ``project``: a throw-away copy of the project (tests/e2e_utils.make_project) with datasets copied in, for the
+  end-to-end tests that run real Hydra/MLflow/DVC processes.
+"""
+
+from __future__ import annotations
+
+import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+DATASETS = ("moons", "circles", "xor", "circles_course", "moons_course", "moons_noisy", "digits")
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The datasets the tests use (npz + json card + png), made once per session with the default seed."""
+    from src import data
+
+    d = tmp_path_factory.mktemp("data")
+    for name in DATASETS:
+        data.save(data.make(name, seed=0), d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def compose() -> Callable[[list[str]], Any]:
+    """`compose(overrides)` -> the DictConfig of `python -m src.train <overrides>` (with Hydra's node)."""
+    from src.lab.preflight import compose as compose_config
+
+    return compose_config
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Callable[..., Path]:
+    """`project(name, datasets=("moons",), **make_project_kwargs)` -> a fresh project copy with those datasets
+    in its data/ (copied from the session's files, not regenerated)."""
+    from e2e_utils import make_project
+
+    def make(name: str, datasets: tuple[str, ...] = ("moons",), **kwargs: Any) -> Path:
+        kwargs.setdefault("git", False)
+        repo = make_project(tmp_path_factory.mktemp(name) / "p", **kwargs)
+        (repo / "data").mkdir(exist_ok=True)
+        for ds in datasets:
+            for ext in ("npz", "json", "png"):
+                shutil.copy(data_dir / f"{ds}.{ext}", repo / "data" / f"{ds}.{ext}")
+        return repo
+
+    return make

@@ -11,14 +11,6 @@ from src import data
 from src.lab.preflight import PreflightError, check
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    d = tmp_path_factory.mktemp("data")
-    for name in ("moons", "circles"):
-        data.save(data.make(name, seed=0), d)
-    return str(d)
-
-
 def _err(argv: list[str]) -> str:
     with pytest.raises(Exception) as info:
         check(argv)
@@ -76,6 +68,7 @@ def test_unreachable_tracking_server(data_dir: str) -> None:
     assert "127.0.0.1:9" in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.e2e
 def test_cli_exit_code_and_single_line() -> None:
     proc = run([sys.executable, "-m", "src.train", "init=bogus"], ROOT, check=False, timeout=120)
     assert proc.returncode == 2
@@ -84,6 +77,7 @@ def test_cli_exit_code_and_single_line() -> None:
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.e2e
 def test_full_error_shows_traceback() -> None:
     proc = run([sys.executable, "-m", "src.train", "train.lr=-1"], ROOT, check=False, timeout=120,
                HYDRA_FULL_ERROR="1")

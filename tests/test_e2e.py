@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from e2e_utils import env_for, make_project, py, run
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def _client(repo: Path):

@@ -10,19 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from src import data, gradcheck
+from src import gradcheck
 from src.nn import MLP
 from src.studies import s7_gradcheck
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    d = tmp_path_factory.mktemp("data")
-    for name in ("moons", "digits"):
-        data.save(data.make(name, seed=0), d)
-    return str(d)
 
 
 def test_default_net_passes_and_prints_the_table(data_dir: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -25,13 +25,12 @@ from e2e_utils import env_for, make_project, py, run  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 SMALL = ["-m", "experiment=smoke", "train.epochs=20", "tracking.artifacts=false"]
+BASIC = "hydra/sweeper=basic"  # one job per config, so the launcher really launches three
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = make_project(tmp_path_factory.mktemp("launch") / "p", git=False)
-    py(["-m", "src.data", "generate", "--out", "data"], repo)
-    return repo
+def repo(project) -> Path:  # noqa: ANN001
+    return project("launch")
 
 
 def _check_sweep(repo: Path, study: str, n: int = 3) -> None:
@@ -52,7 +51,7 @@ def _check_sweep(repo: Path, study: str, n: int = 3) -> None:
 
 def test_joblib_local_cores(repo: Path) -> None:
     args = [*SMALL, "study=joblib", "results_dir=results/joblib", "hydra.sweep.dir=multirun/joblib",
-            "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+            "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", BASIC]
     py(["-m", "src.train", *args], repo, timeout=600)
     _check_sweep(repo, "joblib")
 
@@ -70,7 +69,7 @@ def test_joblib_with_vectorized_sweeper(repo: Path) -> None:
                     reason="hydra-submitit-launcher not installed (pip install -e '.[slurm]')")
 def test_submitit_local_stands_in_for_slurm(repo: Path) -> None:
     args = [*SMALL, "study=submitit", "results_dir=results/submitit", "hydra.sweep.dir=multirun/submitit",
-            "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "hydra.launcher.cpus_per_task=1"]
+            "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "hydra.launcher.cpus_per_task=1", BASIC]
     py(["-m", "src.train", *args], repo, timeout=900)
     _check_sweep(repo, "submitit")
 
@@ -81,7 +80,7 @@ def test_submitit_local_stands_in_for_slurm(repo: Path) -> None:
                            "venv (pip install -e '.[ray]')")
 def test_ray_local_instance(repo: Path) -> None:
     args = [*SMALL, "study=ray", "results_dir=results/ray", "hydra.sweep.dir=multirun/ray", "hydra/launcher=ray",
-            "+hydra.launcher.ray.init.num_cpus=2", "+hydra.launcher.ray.init.include_dashboard=false"]
+            "+hydra.launcher.ray.init.num_cpus=2", "+hydra.launcher.ray.init.include_dashboard=false", BASIC]
     py(["-m", "src.train", *args], repo, timeout=900)
     _check_sweep(repo, "ray")
 
@@ -90,6 +89,7 @@ def _digest(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_dvc_local_remote_push_pull(tmp_path: Path) -> None:
     repo = make_project(tmp_path / "p", git=True)
     remote = tmp_path / "remote"

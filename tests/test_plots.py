@@ -1,4 +1,4 @@
-"""Run figures must be drawable for every outcome a run can have, including total divergence and zero init."""
+"""Figures: every run outcome can be drawn (total divergence, zero init), at the size asked for, on sane axes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import types
 from pathlib import Path
 
 import numpy as np
+import pytest
+from PIL import Image
 
+from src.plots import common
 from src.plots import runs as plots
 
 
@@ -22,17 +25,29 @@ def _result(loss: float, grad: float) -> types.SimpleNamespace:
     )
 
 
-def _is_png(p: Path) -> bool:
-    return p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+def _drawn(p: Path) -> tuple[int, int]:
+    """The PNG's size in pixels; fails on a blank canvas."""
+    with Image.open(p) as im:
+        assert im.format == "PNG"
+        assert len(set(im.convert("L").getdata())) > 2, "something is drawn"
+        return im.size
 
 
-def test_curves_of_a_fully_diverged_run(tmp_path: Path) -> None:
-    r = _result(np.nan, np.nan)
-    assert _is_png(plots.training_curves(r, tmp_path / "c.png"))
-    assert _is_png(plots.layer_diagnostics(r, tmp_path / "d.png"))
+@pytest.mark.parametrize(("loss", "grad"), [(np.nan, np.nan), (0.69, 0.0)], ids=["all diverged", "zero init"])
+def test_run_figures_are_drawn_at_their_size(tmp_path: Path, loss: float, grad: float) -> None:
+    r = _result(loss, grad)
+    assert _drawn(plots.training_curves(r, tmp_path / "c.png")) == (1000, 400)  # 10 x 4 in at dpi 100
+    assert _drawn(plots.layer_diagnostics(r, tmp_path / "d.png")) == (900, 350)
 
 
-def test_zero_gradients_keep_a_linear_axis(tmp_path: Path) -> None:
-    r = _result(0.69, 0.0)  # zero init: every gradient norm exactly 0
-    assert _is_png(plots.layer_diagnostics(r, tmp_path / "d.png"))
-    assert _is_png(plots.training_curves(r, tmp_path / "c.png"))
+@pytest.mark.parametrize(("ys", "scale"), [([np.nan, np.nan], "linear"), ([0.0, 0.5], "linear"),
+                                          ([0.1, 2.0], "log"), ([np.nan, 0.3], "log")])
+def test_log_axis_only_when_every_finite_value_is_positive(ys: list[float], scale: str) -> None:
+    plt, fig = common.figure(2, 2)
+    try:
+        ax = fig.add_subplot(1, 1, 1)
+        ax.plot([0, 1], ys)
+        common.log_y_if_positive(ax)
+        assert ax.get_yscale() == scale
+    finally:
+        plt.close(fig)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import csv
+import io
 import json
 import re
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from src import report
 from src.studies import toys
@@ -16,11 +18,10 @@ from src.studies import toys
 HEADER = ["job", "name", "overrides", "status", "run_id", "config_hash", "train_acc", "val_acc", "test_acc",
           "test_acc_ci95", "train_loss", "val_loss", "test_loss", "epochs_used", "best_epoch", "diverged_fraction",
           "stopped_early_fraction", "replicas", "wall_time_s", "error"]
-PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _write_grid(d: Path, jobs: list[tuple[str, float, float, float]], status: dict[str, str] | None = None) -> None:
-    """runs.csv like src.callbacks writes it, plus curves/jobNNN.csv; jobs = (name, test_acc, ci, diverged)."""
+    """runs.csv like src.lab.results writes it, plus curves/jobNNN.csv; jobs = (name, test_acc, ci, diverged)."""
     d.mkdir(parents=True)
     (d / "curves").mkdir()
     with open(d / "runs.csv", "w", newline="") as f:
@@ -103,7 +104,8 @@ def test_files_exist(built: tuple[Path, Path]) -> None:
         md = (out / f"{s}.md").read_text()
         assert md.startswith("# ")
         for fig in re.findall(r"\]\((figures/[^)]+)\)", md):
-            assert (out / fig).read_bytes().startswith(PNG)
+            with Image.open(out / fig) as im:
+                assert im.format == "PNG" and min(im.size) > 50
     assert not (out / "unrelated.md").exists()
 
 
@@ -120,7 +122,8 @@ def test_html_sections_verdicts_and_images(built: tuple[Path, Path]) -> None:
     imgs = re.findall(r'<img src="data:image/png;base64,([^"]+)"', page)
     assert len(imgs) >= 12
     for data in imgs:
-        assert base64.b64decode(data).startswith(PNG)
+        with Image.open(io.BytesIO(base64.b64decode(data))) as im:
+            assert im.format == "PNG" and min(im.size) > 50
     assert "job data=flower,init=he failed: boom" in page
     assert "0.960 ± 0.010" in page
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from e2e_utils import env_for, make_project, run
+from e2e_utils import env_for, run
 
 from src import data
 from src.lab import records
@@ -98,10 +98,9 @@ def test_all_replicas_diverged_is_a_result(moons: data.Dataset) -> None:
 
 
 @pytest.mark.e2e
-def test_sweep_with_a_diverging_job_finishes(tmp_path: Path) -> None:
-    repo = make_project(tmp_path / "p", git=False)
-    data.save(data.make("moons", seed=0), repo / "data")
-    run([sys.executable, "-m", "src.train", "-m", "train.lr=0.05,1e50,0.1", "optimizer=sgd",
+def test_sweep_with_a_diverging_job_finishes(tmp_path: Path, project) -> None:  # noqa: ANN001
+    repo = project("div")
+    run([sys.executable, "-m", "src.train", "-m", "hydra/sweeper=basic", "train.lr=0.05,1e50,0.1", "optimizer=sgd",
          "model.activation=identity", "train.epochs=30", "train.seeds=3", "train.progress=false",
          "tracking.artifacts=false", "study=div",
          f"hydra.sweep.dir={tmp_path / 'sweep'}", f"results_dir={tmp_path / 'results'}"], repo, timeout=300)

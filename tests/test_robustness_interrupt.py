@@ -1,4 +1,4 @@
-"""Robustness, interruption: Ctrl-C / SIGTERM end runs KILLED with their history; `+resume=true` finishes a sweep.
+"""Robustness, interruption: Ctrl-C / SIGTERM end runs KILLED with their history; `resume=true` finishes a sweep.
 
 Real processes: `python -m src.train` in a throw-away project copy, signals sent while a child run is RUNNING in
 the MLflow SQLite store (polled with plain sqlite3), then the store is read back with MlflowClient.
@@ -20,19 +20,18 @@ import time
 from pathlib import Path
 
 import pytest
-from e2e_utils import env_for, make_project
+from e2e_utils import env_for
 
-from src import data, files
+from src import files
 from src.lab import records
 
-pytestmark = pytest.mark.e2e
 JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+BASIC = "hydra/sweeper=basic"  # one job per config: these sweeps interrupt job k of n
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = make_project(tmp_path_factory.mktemp("proj"), git=False)
-    data.save(data.make("moons", seed=0), repo / "data")
+def repo(project) -> Path:  # noqa: ANN001
+    repo = project("intr")
     # One empty store, copied into each test: creating a SQLite store costs ~3 s.
     subprocess.run([sys.executable, "-c", "import sys; from src.lab.tracking import Tracker; Tracker(sys.argv[1], 'x')",
                     f"sqlite:///{repo / 'template.db'}"], cwd=repo, env=env_for(repo), check=True, timeout=120)
@@ -99,6 +98,7 @@ def _no_temp_files(folder: Path) -> None:
     assert leftovers == [], leftovers
 
 
+@pytest.mark.e2e
 def test_single_run_killed_with_history(repo: Path, tmp_path: Path) -> None:
     db, out = tmp_path / "m.db", tmp_path / "out"
     p = _start(repo, db, ["train.epochs=10000000", "train.progress=false", "tracking.artifacts=false",
@@ -126,11 +126,12 @@ SWEEPS = {
 }
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("case", list(SWEEPS))
 def test_sweep_interrupted_everything_killed(repo: Path, tmp_path: Path, case: str) -> None:
     launcher, target, n_running = SWEEPS[case]
     db, sweep = tmp_path / "m.db", tmp_path / "sweep"
-    p = _start(repo, db, ["-m", "train.seed=0,1,2,3", "train.epochs=10000000", "train.seeds=2", "study=intr",
+    p = _start(repo, db, ["-m", BASIC, "train.seed=0,1,2,3", "train.epochs=10000000", "train.seeds=2", "study=intr",
                           "train.progress=false", "tracking.artifacts=false", f"hydra.sweep.dir={sweep}",
                           *launcher])
     _wait_running(p, db, n_running)
@@ -160,11 +161,13 @@ def test_sweep_interrupted_everything_killed(repo: Path, tmp_path: Path, case: s
     _no_temp_files(sweep)
 
 
+@pytest.mark.e2e
 def test_resume_skips_finished_jobs(repo: Path, tmp_path: Path) -> None:
-    """Interrupt a 4-job sweep during job 3; `+resume=true` runs only jobs 3 and 4 and reports all four."""
+    """Interrupt a 4-job sweep during job 3; `resume=true` runs only jobs 3 and 4 and reports all four."""
     db, sweep = tmp_path / "m.db", tmp_path / "sweep"
-    args = ["-m", "train.seed=0,1,2,3", "train.epochs=6000", "train.seeds=1", "study=res", "train.progress=false",
-            "tracking.artifacts=false", f"hydra.sweep.dir={sweep}", "results_dir=" + str(tmp_path / "results")]
+    args = ["-m", BASIC, "train.seed=0,1,2,3", "train.epochs=6000", "train.seeds=1", "study=res",
+            "train.progress=false", "tracking.artifacts=false", f"hydra.sweep.dir={sweep}",
+            "results_dir=" + str(tmp_path / "results")]
     p = _start(repo, db, args)
     t0 = time.monotonic()
     while len([r for r in records.read_results(sweep) if r["status"] == "finished"]) < 2:
@@ -178,7 +181,7 @@ def test_resume_skips_finished_jobs(repo: Path, tmp_path: Path) -> None:
     done = {r.data.tags["nnlab.config_hash"] for r in first.values() if r.info.status == "FINISHED"}
     assert len(done) == 2 and len(first) == 3, [(r.info.run_name, r.info.status) for r in first.values()]
 
-    p = _start(repo, db, [*args, "+resume=true"])
+    p = _start(repo, db, [*args, "resume=true"])
     took, err = _finish(p, timeout=180)
     assert p.returncode == 0, err
     client, runs = _runs(db)
@@ -217,20 +220,6 @@ def test_reused_sweep_dir_reports_only_this_sweep(tmp_path: Path) -> None:
 
 
 # --- the pieces, in-process ------------------------------------------------------------------------------------
-
-def test_atomic_write_interrupted_leaves_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    target = files.atomic_write_json(tmp_path / "result.json", {"status": "finished"})
-
-    def interrupted(*a, **k):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(files.os, "replace", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        files.atomic_write_json(target, {"status": "half"})
-    assert json.loads(target.read_text()) == {"status": "finished"}
-    assert [p.name for p in tmp_path.iterdir()] == ["result.json"], "no temp file left behind"
-    assert oct(target.stat().st_mode & 0o777) != "0o600"
-
 
 def test_signals_held_while_a_store_is_created() -> None:
     """A Ctrl-C during MLflow's first-time migration would break the store for good: it is delivered after."""

@@ -3,7 +3,7 @@
 - 52 jobs through Hydra's joblib launcher (n_jobs = cores) into a brand-new SQLite store: the store is created by
   the launching process before any worker starts (a fresh store hit by several processes at once breaks in
   MLflow's migrations); every run is counted, and every run's (metric, step) points are compared, as a set, with
-  what the job logs for that config (computed in-process through the same `src.job` code with a counting tracker).
+  what the job logs for that config (computed in-process through the same `src.lab.job` code with a counting tracker).
 - A real `mlflow server` on 127.0.0.1 as the target of a 3-job sweep.
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from e2e_utils import ROOT, env_for, make_project, run
+from e2e_utils import env_for, run
 
 from src import data
 from src.lab import records
@@ -31,17 +31,16 @@ pytestmark = pytest.mark.e2e
 N_JOBS = 52
 JOB = ["train.epochs=20", "train.log_every=5", "train.seeds=1", "train.progress=false", "tracking.artifacts=false",
        "study=par"]
+BASIC = "hydra/sweeper=basic"  # one job per config: many processes writing one store
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = make_project(tmp_path_factory.mktemp("proj"), git=False)
-    data.save(data.make("moons", seed=0), repo / "data")
-    return repo
+def repo(project) -> Path:  # noqa: ANN001
+    return project("par")
 
 
 class CountingTracker:
-    """Records every (metric, step) point `src.job` logs for finite values, like `Tracker.log_series`."""
+    """Records every (metric, step) point `src.lab.job` logs for finite values, like `Tracker.log_series`."""
 
     def __init__(self) -> None:
         self.points: set[tuple[str, int]] = set()
@@ -59,27 +58,25 @@ class CountingTracker:
 
 
 def _expected_points(repo: Path, seed: int, tmp: Path) -> set[tuple[str, int]]:
-    from hydra import compose, initialize_config_dir
-
     from src.lab import job
-    from src.lab.config import register, to_container
+    from src.lab.config import to_container
+    from src.lab.preflight import compose
 
-    register()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[*JOB, f"train.seed={seed}", f"data.dir={repo / 'data'}"])
+    cfg = compose([*JOB, f"train.seed={seed}", f"data.dir={repo / 'data'}"])
     ds = data.load("moons", repo / "data")
     tracker = CountingTracker()
     job._train_and_log(cfg, to_container(cfg), ds, tracker, "run", tmp)  # type: ignore[arg-type]
     return tracker.points
 
 
+@pytest.mark.slow
 def test_52_joblib_jobs_into_a_new_sqlite_store(repo: Path, tmp_path: Path) -> None:
     db = tmp_path / "fresh" / "mlflow.db"
     db.parent.mkdir()
     assert not db.exists()
     sweep = tmp_path / "sweep"
     t0 = time.perf_counter()
-    proc = run([sys.executable, "-m", "src.train", "-m", f"train.seed=range(0,{N_JOBS})", *JOB,
+    proc = run([sys.executable, "-m", "src.train", "-m", BASIC, f"train.seed=range(0,{N_JOBS})", *JOB,
                 "hydra/launcher=joblib", f"hydra.launcher.n_jobs={os.cpu_count() or 2}", f"hydra.sweep.dir={sweep}",
                 f"results_dir={tmp_path / 'results'}"], repo, timeout=600, MLFLOW_TRACKING_URI=f"sqlite:///{db}")
     took = time.perf_counter() - t0
@@ -158,7 +155,8 @@ def mlflow_server(tmp_path: Path, repo: Path):
 
 def test_sweep_into_an_mlflow_server(repo: Path, tmp_path: Path, mlflow_server: str) -> None:
     sweep = tmp_path / "sweep"
-    run([sys.executable, "-m", "src.train", "-m", "train.seed=0,1,2", *JOB, "study=srv", f"hydra.sweep.dir={sweep}"],
+    run([sys.executable, "-m", "src.train", "-m", BASIC, "train.seed=0,1,2", *JOB, "study=srv",
+         f"hydra.sweep.dir={sweep}"],
         repo, timeout=300, MLFLOW_TRACKING_URI=mlflow_server)
     from mlflow.tracking import MlflowClient
 

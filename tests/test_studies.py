@@ -1,7 +1,7 @@
 """The study presets (`conf/experiment/s*.yaml`): they compose, their grids and job names are the report's
 contract, the course tables reproduce to the digit, and each study's law holds on a shrunk run.
 
-Runs are in-process (Hydra's compose API + the same factory/loop calls as `src.job`), on datasets generated
+Runs are in-process (the pre-flight's compose + the builder and `src.lab.job.train`), on datasets generated
 into a temporary folder, so the developer's `data/`, `results/` and `mlflow.db` are never touched. One test
 goes through the real CLI (`python -m src.train -m experiment=s4_clip ...`) to check `runs.csv`.
 """
@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 import yaml
 from e2e_utils import ROOT, run
-from hydra import compose, initialize_config_dir
 
 from src import data
 from src.lab import job
 from src.lab.build import build, build_net
-from src.lab.config import register, validate
+from src.lab.config import validate
 from src.lab.loop import FitResult
+from src.lab.preflight import compose
 
 CONF = ROOT / "conf"
 STUDIES = ("s1_init", "s1_course", "s3_optim", "s3_course", "s3_decay", "s4_clip", "s5_early", "s6_bn", "s6_reg",
@@ -44,17 +44,6 @@ GRIDS: dict[str, dict[str, list[str]]] = {
     "s6_reg": {"model.l2": ["0.0", "0.7"], "model.dropout": ["0.0", "0.14"]},
     "s6_preproc": {"data.standardize": ["false", "true"], "data.shift": ["0", "10"], "data.scale": ["1", "100"]},
 }
-DATASETS = ("circles", "circles_course", "moons", "moons_course", "moons_noisy", "digits")
-
-register()
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    d = tmp_path_factory.mktemp("data")
-    for name in DATASETS:
-        data.save(data.make(name, seed=0), d)
-    return str(d)
 
 
 def _grid(study: str) -> dict[str, list[str]]:
@@ -69,11 +58,10 @@ def _jobs(study: str) -> list[list[str]]:
 
 
 def _compose(study: str, overrides: list[str]):  # noqa: ANN202 - a DictConfig
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("config", overrides=[f"experiment={study}", *overrides])
+    return compose([f"experiment={study}", *overrides])
 
 
-def _train(study: str, overrides: list[str], data_dir: str) -> FitResult:
+def _train(study: str, overrides: list[str], data_dir: Path) -> FitResult:
     """One job of `study` as `src.lab.job` runs it (validate, build, train), without tracking."""
     cfg = _compose(study, [*overrides, f"data.dir={data_dir}", "tracking.enabled=false"])
     validate(cfg)
@@ -90,22 +78,35 @@ def _train(study: str, overrides: list[str], data_dir: str) -> FitResult:
 def test_preset_grid_is_the_report_contract(study: str) -> None:
     grid = _grid(study)
     assert grid == GRIDS[study]
+
+
+@pytest.mark.parametrize("study", [*STUDIES, "default", "smoke"])
+def test_presets_state_only_what_differs(study: str) -> None:
+    """The study's name, its results and sweep folders, the sweeper and the progress bar come from conf/config.yaml."""
     spec = yaml.safe_load((CONF / "experiment" / f"{study}.yaml").read_text())
-    assert spec["study"] == study and spec["results_dir"] == f"results/{study}"
+    assert not {"study", "results_dir", "resume"} & set(spec), "derived from the preset's name"
+    assert "sweep" not in spec.get("hydra", {}), "the sweep folder is derived: multirun/<study>/<time>"
+    assert "progress" not in spec.get("train", {}), "train.progress: null shows a bar only on a terminal"
+    assert not any("hydra/sweeper" in str(d) for d in spec.get("defaults", [])), "the sweeper is chosen once"
+    cfg = _compose(study, [])
+    assert (cfg.study, cfg.results_dir) == (study, f"results/{study}")
+    assert cfg.hydra.sweep.dir.startswith(f"multirun/{study}/")
+    assert cfg.train.progress is None and cfg.resume is False
+    assert cfg.hydra.sweeper._target_.endswith("VectorizedSweeper")
+
+
+def test_without_a_preset_the_study_is_default() -> None:
+    cfg = compose(["init=zeros"])
+    assert (cfg.study, cfg.results_dir) == ("default", None)  # ad-hoc sweeps leave results/ (DVC's) alone
+    assert compose(["study=mine"]).study == "mine"
 
 
 @pytest.mark.parametrize("study", STUDIES)
-def test_every_job_of_the_preset_composes_and_validates(study: str, data_dir: str) -> None:
+def test_every_job_of_the_preset_composes_and_validates(study: str, data_dir: Path) -> None:
     for overrides in _jobs(study):
         cfg = _compose(study, [*overrides, f"data.dir={data_dir}"])
         validate(cfg)
         assert cfg.study == study
-        assert cfg.train.progress is False  # DVC logs stay readable
-
-
-def test_studies_are_dvc_stages() -> None:
-    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-    assert set(STUDIES) - {"s3_decay"} <= set(spec["stages"]["train"]["foreach"])
 
 
 def test_init_aliases_are_the_articles_snippets() -> None:
@@ -125,7 +126,7 @@ def test_clip_group_sets_both_keys(clip: str) -> None:
 # ----------------------------------------------------------------------------------- course reproductions
 
 
-def test_s1_course_reproduces_the_course_table(data_dir: str) -> None:
+def test_s1_course_reproduces_the_course_table(data_dir: Path) -> None:
     """Course "Initialization": zeros 0.5/0.5, randn*10 0.83/0.86, He 0.99333/0.96 (train/test, 15000 GD steps);
     He's cost 0.8830 at iteration 0 and 0.0736 at iteration 14000."""
     want = {"zeros": (150, 50), "randn_x10": (249, 86), "he_normal": (298, 96)}  # correct of 300 train / 100 test
@@ -142,25 +143,25 @@ def test_s1_course_reproduces_the_course_table(data_dir: str) -> None:
     assert float(loss0[0]) == pytest.approx(0.88305375, abs=5e-7)
 
 
-def _s3_course(epochs: int, want: dict[str, int], data_dir: str) -> None:
+def _s3_course(epochs: int, want: dict[str, int], data_dir: Path) -> None:
     for opt, correct in want.items():
         r = _train("s3_course", [f"optimizer={opt}", f"train.epochs={epochs}"], data_dir)
         assert round(float(r.final["train_acc"][0]) * 300) == correct, opt
 
 
-def test_s3_course_5000_epochs(data_dir: str) -> None:
+def test_s3_course_5000_epochs(data_dir: Path) -> None:
     """Course "Optimization", 5000 epochs: GD 0.717, Momentum 0.717, Adam 0.943 (train accuracy)."""
     _s3_course(5000, {"sgd": 215, "momentum_course": 215, "adam": 283}, data_dir)
 
 
-@pytest.mark.e2e
-def test_s3_course_10000_epochs(data_dir: str) -> None:
+@pytest.mark.slow
+def test_s3_course_10000_epochs(data_dir: Path) -> None:
     """The preset's 10000 epochs: GD 0.797, Momentum 0.797, Adam 0.94 (about 30 s)."""
     _s3_course(10000, {"sgd": 239, "momentum_course": 239, "adam": 282}, data_dir)
 
 
-@pytest.mark.e2e
-def test_s3_decay_matches_the_course_trajectory(data_dir: str) -> None:
+@pytest.mark.slow
+def test_s3_decay_matches_the_course_trajectory(data_dir: Path) -> None:
     """Scheduled decay, 5000 epochs. The course prints GD 0.9467 / Momentum 0.9567 / Adam 0.94; we get 0.9433 /
     0.9533 / 0.94 while matching its printed costs (epochs 0..4000) to 6 decimals: in both GD and Momentum one
     training point ends within 1e-3 of the 0.5 threshold and flips from epoch to epoch (see the preset)."""
@@ -174,20 +175,20 @@ def test_s3_decay_matches_the_course_trajectory(data_dir: str) -> None:
 # ------------------------------------------------------------------------------------ laws on shrunk runs
 
 
-def test_s1_zeros_never_breaks_symmetry(data_dir: str) -> None:
+def test_s1_zeros_never_breaks_symmetry(data_dir: Path) -> None:
     r = _train("s1_init", ["init=zeros", "train.epochs=300", "train.seeds=2"], data_dir)
     assert np.all(r.final["train_acc"] == 0.5) and np.all(r.final["test_acc"] == 0.5)
     W1 = np.asarray(r.net.params["W1"])  # type: ignore[attr-defined]  # (R, fan_in, fan_out)
     assert np.all(W1[:, :, :1] == W1)  # every unit of the layer identical
 
 
-def test_s3_adam_beats_sgd_at_the_same_budget(data_dir: str) -> None:
+def test_s3_adam_beats_sgd_at_the_same_budget(data_dir: Path) -> None:
     loss = {opt: float(np.mean(_train("s3_optim", [f"optimizer={opt}", "train.epochs=100", "train.seeds=2"],
                                       data_dir).final["train_loss"])) for opt in ("sgd", "adam")}
     assert loss["adam"] < loss["sgd"]
 
 
-def test_s4_unclipped_replicas_diverge_and_clipped_ones_do_not(data_dir: str) -> None:
+def test_s4_unclipped_replicas_diverge_and_clipped_ones_do_not(data_dir: Path) -> None:
     short = ["train.epochs=5", "train.seeds=3"]
     r = _train("s4_clip", ["clip=none", *short], data_dir)
     assert r.diverged.mean() > 0 and np.all(r.diverged_epoch[r.diverged] >= 1)
@@ -197,7 +198,7 @@ def test_s4_unclipped_replicas_diverge_and_clipped_ones_do_not(data_dir: str) ->
         assert np.all(np.isfinite(r.final["train_loss"])), clip
 
 
-def test_s5_patience_stops_early_and_restores_the_best(data_dir: str) -> None:
+def test_s5_patience_stops_early_and_restores_the_best(data_dir: Path) -> None:
     short = ["train.epochs=400", "train.seeds=2"]
     full = _train("s5_early", ["train.patience=null", *short], data_dir)
     early = _train("s5_early", ["train.patience=5", *short], data_dir)
@@ -208,7 +209,7 @@ def test_s5_patience_stops_early_and_restores_the_best(data_dir: str) -> None:
     assert np.all(early.final["val_loss"] < full.final["val_loss"])
 
 
-def test_s6_bn_trains_at_a_small_scale_where_plain_fails(data_dir: str) -> None:
+def test_s6_bn_trains_at_a_small_scale_where_plain_fails(data_dir: Path) -> None:
     short = ["init.std=0.013593563908785255", "train.epochs=4", "train.seeds=2"]
     bn = _train("s6_bn", ["model.batchnorm=true", *short], data_dir)
     plain = _train("s6_bn", ["model.batchnorm=false", *short], data_dir)
@@ -216,7 +217,7 @@ def test_s6_bn_trains_at_a_small_scale_where_plain_fails(data_dir: str) -> None:
     assert np.all(plain.final["test_acc"] < 0.3)
 
 
-def test_s6_l2_shrinks_the_weights(data_dir: str) -> None:
+def test_s6_l2_shrinks_the_weights(data_dir: Path) -> None:
     short = ["train.epochs=1000", "train.seeds=2", "model.dropout=0.0"]
     norms = {}
     for l2 in ("0.0", "0.7"):
@@ -225,7 +226,7 @@ def test_s6_l2_shrinks_the_weights(data_dir: str) -> None:
     assert norms["0.7"] < norms["0.0"]
 
 
-def test_s6_standardizing_removes_shift_and_scale(data_dir: str) -> None:
+def test_s6_standardizing_removes_shift_and_scale(data_dir: Path) -> None:
     short = ["train.epochs=200", "train.seeds=2"]
     std = [_train("s6_preproc", ["data.standardize=true", f"data.shift={s}", f"data.scale={c}", *short],
                   data_dir).final["train_loss"] for s, c in (("0", "1"), ("10", "100"))]
@@ -289,7 +290,8 @@ def _sweep_part(name: str, keys: list[str]) -> str:
     return ",".join(p.replace("=True", "=true").replace("=False", "=false") for p in parts)
 
 
-def test_s4_clip_through_the_cli(tmp_path: Path, data_dir: str) -> None:
+@pytest.mark.e2e
+def test_s4_clip_through_the_cli(tmp_path: Path, data_dir: Path) -> None:
     """The real Hydra multirun: one runs.csv row per job, named by the sweep overrides, divergence recorded."""
     out = tmp_path / "results"
     run([sys.executable, "-m", "src.train", "-m", "experiment=s4_clip", "train.epochs=3", "train.seeds=2",
@@ -305,8 +307,9 @@ def test_s4_clip_through_the_cli(tmp_path: Path, data_dir: str) -> None:
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 @pytest.mark.parametrize("study", STUDIES)
-def test_every_study_runs_through_the_cli_shrunk(study: str, tmp_path: Path, data_dir: str) -> None:
+def test_every_study_runs_through_the_cli_shrunk(study: str, tmp_path: Path, data_dir: Path) -> None:
     out = tmp_path / "results"
     run([sys.executable, "-m", "src.train", "-m", f"experiment={study}", "train.epochs=2", "train.seeds=1",
          "tracking.enabled=false", f"data.dir={data_dir}", f"hydra.sweep.dir={tmp_path / 'multirun'}",
@@ -318,7 +321,7 @@ def test_every_study_runs_through_the_cli_shrunk(study: str, tmp_path: Path, dat
 
 
 @pytest.mark.e2e
-def test_s4_clip_with_tracking_records_diverged_not_failed(tmp_path: Path, data_dir: str) -> None:
+def test_s4_clip_with_tracking_records_diverged_not_failed(tmp_path: Path, data_dir: Path) -> None:
     """With MLflow on, the all-diverged config must still be a `diverged` row (its figures have no finite loss)."""
     out = tmp_path / "results"
     run([sys.executable, "-m", "src.train", "-m", "experiment=s4_clip", "train.epochs=3", "train.seeds=2",

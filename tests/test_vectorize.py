@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
 from src import data
 from src.lab import packing
+from src.lab.config import to_container
 from src.lab.loop import fit
+from src.lab.preflight import compose
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ["data=moons", "train.epochs=60", "train.seeds=2", "train.log_every=5", "tracking.enabled=false",
@@ -34,21 +35,11 @@ VARIANTS = [
 
 
 def _compose(overrides: list[str]) -> DictConfig:
-    from hydra import compose, initialize_config_dir
-
-    from src.lab.config import register
-
-    register()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
-    return cfg
+    return compose(overrides)
 
 
 def _plain(cfg: DictConfig) -> dict[str, Any]:
-    out = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(out, dict)
-    out.pop("hydra", None)
-    return out
+    return to_container(cfg)
 
 
 @pytest.fixture(scope="module")
@@ -132,19 +123,17 @@ def test_loop_patience_per_replica(ds: data.Dataset) -> None:
 
 
 @pytest.mark.e2e
-def test_vectorized_sweep_records_one_child_per_config(tmp_path: Path) -> None:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from e2e_utils import env_for, make_project, py
+def test_vectorized_sweep_records_one_child_per_config(project) -> None:  # noqa: ANN001
+    from e2e_utils import env_for, py
 
-    repo = make_project(tmp_path / "p", git=False)
-    py(["-m", "src.data", "generate", "--out", "data"], repo)
+    repo = project("vec")
     proc = py(["-m", "src.train", "-m", "experiment=smoke", "hydra/sweeper=vectorized", "train.epochs=20",
                "train.lr=0.05,0.1"], repo, timeout=600)
     assert "6 configs packed into 1 jobs" in proc.stdout
     rows = list(csv.DictReader((repo / "results/smoke/runs.csv").read_text().splitlines()))
     assert len(rows) == 6 and {r["status"] for r in rows} == {"finished"}
     assert len({r["run_id"] for r in rows}) == 6
-    records = sorted((repo / "multirun/smoke").glob("*/result.json"))
+    records = sorted((repo / "multirun/smoke").glob("*/*/result.json"))  # multirun/<study>/<time>/<config>/
     assert len(records) == 6
     assert sorted(json.loads(p.read_text())["num"] for p in records) == list(range(6))
     from mlflow.tracking import MlflowClient

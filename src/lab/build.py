@@ -10,7 +10,6 @@ have had alone (src/lab/packing.py).
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +18,7 @@ import numpy as np
 
 from src import data
 from src.data import Dataset
-from src.lab.config import init_kwargs, optimizer_kwargs, schedule_kwargs
+from src.lab.config import init_kwargs, optimizer_kwargs, progress_on, schedule_kwargs
 from src.lab.loop import LoopConfig
 from src.nn import MLP, initializers, optimizers, schedules
 from src.nn.optimizers import Optimizer
@@ -108,10 +107,9 @@ def build_schedule(cfg: Any) -> Schedule:
 def loop_settings(cfg: Any) -> LoopConfig:
     """`train.*` as the loop's settings; `train.progress: null` shows the bar only when stdout is a terminal."""
     t = cfg.train
-    progress = sys.stdout.isatty() if t.progress is None else bool(t.progress)
     return LoopConfig(epochs=int(t.epochs), batch_size=t.batch_size, clip_value=t.clip_value, clip_norm=t.clip_norm,
                       patience=t.patience, min_delta=float(t.min_delta), log_every=int(t.log_every),
-                      shuffle=t.shuffle, progress=progress)
+                      shuffle=t.shuffle, progress=progress_on(t.progress))
 
 
 def _per_replica(values: list[Any], S: int, off: float) -> np.ndarray | None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "identity")
 SHUFFLES = ("random", "course")
@@ -120,7 +120,7 @@ class TrainCfg:
     log_every: int = 10
     shuffle: str = "random"
     dtype: str = "float64"
-    progress: bool = True
+    progress: bool | None = None  # null: a progress bar only when stdout is a terminal (never in DVC's logs)
 
 
 @dataclass
@@ -136,7 +136,11 @@ class TrackingCfg:
 
 @dataclass
 class Config:
-    """The whole job. `study` names the MLflow experiment and the `results/<study>/` folder."""
+    """The whole job. `study` names the MLflow experiment and the `results/<study>/` folder.
+
+    `study` and `results_dir` are derived from the preset (`experiment=<name>`, see :func:`register`), so a
+    preset states only what differs; `resume: true` skips configs that already finished in the experiment.
+    """
 
     study: str = "default"
     data: DataCfg = field(default_factory=DataCfg)
@@ -147,7 +151,7 @@ class Config:
     train: TrainCfg = field(default_factory=TrainCfg)
     tracking: TrackingCfg = field(default_factory=TrackingCfg)
     results_dir: str | None = None
-    # Not in the schema on purpose: `+resume=true` (the documented spelling) adds it at the command line.
+    resume: bool = False
 
 
 # --- the config's kwargs for src.nn's factories (only the keys the user set) ----------------------------
@@ -185,8 +189,49 @@ def schedule_kwargs(sched_cfg: Any) -> dict[str, Any]:
 
 
 def register() -> None:
-    """Put the schema in Hydra's ConfigStore under `nnlab_schema` (`conf/config.yaml` extends it)."""
+    """Put the schema in Hydra's ConfigStore under `nnlab_schema` (`conf/config.yaml` extends it), and the
+    resolvers `${nnlab.study:}` / `${nnlab.results_dir:}` that conf/config.yaml derives from the preset's name."""
     ConfigStore.instance().store(name="nnlab_schema", node=Config)
+    for name, fn in (("nnlab.study", _study), ("nnlab.results_dir", _results_dir)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+
+
+def _preset(root: Any) -> str | None:
+    """The chosen `experiment=` preset (None without one), from the config's own Hydra node when it has one
+    (the compose API: pre-flight, tests), else from the running Hydra job or sweep (HydraConfig)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra_node = root.get("hydra") if isinstance(root, DictConfig) else None
+    if hydra_node is not None:
+        choices = hydra_node.runtime.choices
+    else:
+        try:
+            choices = HydraConfig.get().runtime.choices
+        except ValueError:
+            raise ConfigError("study cannot be derived from the preset: compose with return_hydra_config=True "
+                              "(src.lab.preflight.compose does) or set study=...") from None
+    preset = choices.get("experiment")
+    return str(preset) if preset not in (None, "null") else None
+
+
+def _study(_root_: Any) -> str:
+    """`study`: the preset's name (`experiment=s1_init` -> s1_init); `default` without a preset."""
+    return _preset(_root_) or "default"
+
+
+def _results_dir(_root_: Any) -> str | None:
+    """`results_dir`: `results/<preset>` for a preset's sweep; none without a preset (ad-hoc sweeps write no
+    results/ folder, which DVC owns)."""
+    preset = _preset(_root_)
+    return f"results/{preset}" if preset else None
+
+
+def progress_on(value: bool | None) -> bool:
+    """`train.progress`: true/false as given; null (the default) = only when stdout is a terminal."""
+    import sys
+
+    return sys.stdout.isatty() if value is None else bool(value)
 
 
 def _bad(key: str, value: Any, valid: str) -> ConfigError:
@@ -270,8 +315,17 @@ def validate(cfg: DictConfig | Config) -> None:
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config as plain Python (without Hydra's own node)."""
-    out = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(out, dict)
-    out.pop("hydra", None)
+    """The resolved config as plain Python, without Hydra's own node.
+
+    Key by key, so a config composed with its Hydra node (the compose API) resolves too: that node's
+    `${hydra:...}` needs a running Hydra, while our keys may read it (`${nnlab.study:}`).
+    """
+    out: dict[str, Any] = {}
+    for key in cfg:
+        if key == "hydra":
+            continue
+        value = cfg[key]
+        if isinstance(value, DictConfig | ListConfig):
+            value = OmegaConf.to_container(value, resolve=True)
+        out[str(key)] = value
     return out

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ _SKIP_FLAGS = {"-h", "--help", "--hydra-help", "-i", "--info", "-c", "--cfg", "-
                "--version", "-p", "--package", "--resolve"}
 _ARG_FLAGS = {"-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir", "-c", "--cfg",
               "-p", "--package", "-i", "--info", "-sc", "--shell-completion", "--experimental-rerun"}
-ROOT_EXTRA_KEYS = {"resume", "hydra"}
+ROOT_EXTRA_KEYS = {"hydra"}
 MAX_COMPOSE = 400
 
 
@@ -81,10 +82,13 @@ def one_line(exc: BaseException) -> str:
     if head.startswith("Key '") and " not in " in head and full_key:
         parent = full_key.split(".")[:-1]
         valid = _valid_keys(parent)
-        if full_key == "resume":
-            return "unknown key 'resume': resuming is spelled +resume=true (it is not part of the schema)"
         if valid:
             return f"unknown key {full_key!r}; valid keys under {'.'.join(parent) or 'the root'}: {', '.join(valid)}"
+    appended = re.match(r"Could not append to config\. An item is already at '([^']+)'", head)
+    if appended:  # `+key=value` for a key the schema has, e.g. the old spelling +resume=true
+        key = appended.group(1)
+        value = "true" if key == "resume" else "..."
+        return f"{key} is already in the config: drop the '+' ({key}={value})"
     if full_key and full_key not in head:
         head = f"{full_key}: {head}"
     if "Ambiguous value" in head:
@@ -136,9 +140,7 @@ def _check_one(overrides: list[str], seen_data: set[tuple[str, str]]) -> Any:
     extra = set(cfg.keys()) - {f.name for f in dataclasses.fields(Config)} - ROOT_EXTRA_KEYS
     if extra:
         valid = ", ".join(f.name for f in dataclasses.fields(Config))
-        raise PreflightError(f"unknown key {sorted(extra)[0]!r}; valid top-level keys: {valid}, resume")
-    if "resume" in cfg and not isinstance(cfg.resume, bool):
-        raise PreflightError(f"+resume={cfg.resume!r} is invalid; valid: true, false")
+        raise PreflightError(f"unknown key {sorted(extra)[0]!r}; valid top-level keys: {valid}")
     validate(cfg)
     key = (str(cfg.data.name), str(cfg.data.dir))
     if key not in seen_data:

@@ -29,6 +29,7 @@ from omegaconf import DictConfig
 
 from src.files import atomic_write_text
 from src.lab import records, signals
+from src.lab.config import progress_on
 from src.lab.results import leaderboard_rows, leaderboard_text, runs_csv, write_results
 from src.lab.tracking import PARENT_FILE, ROOT, Tracker, resolve_uri
 
@@ -48,7 +49,7 @@ class SweepCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         total = os.environ.get("NNLAB_SWEEP_TOTAL")  # counted by the pre-flight check
-        if total and config.train.progress:
+        if total and progress_on(config.train.progress):
             from tqdm.auto import tqdm
 
             self._bar = tqdm(total=int(total), desc=f"sweep {config.study}", unit="job", position=0)

@@ -19,7 +19,8 @@ def activation_grid(acts: dict[str, list[np.ndarray]], path: str | Path, value_r
     (-1, 1)); ``None`` (ReLU) histograms the non-zero values on one range per ROW (0 to the row's largest value,
     so a shrinking or growing scale shows across layers; a zero-bias ReLU net is positively homogeneous, so
     per-panel ranges would make every init look alike) and notes the fraction of exact zeros.
-    ``stats[(init, layer)]`` (rows of ``src.probe``) adds the mean-over-replicas std to each panel's title.
+    ``stats[(init, layer)]`` (rows of ``src.studies.s2_activations``) adds the mean-over-replicas std to each
+    panel's title.
     """
     inits = list(acts)
     L = max(len(v) for v in acts.values())
