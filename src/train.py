@@ -1,11 +1,11 @@
 """`python -m src.train`: one Hydra job trains R replicas of one configured net and tracks it in MLflow.
 
 Thin glue on purpose: the config schema is in `src/lab/config.py`, the pre-flight check of a whole sweep in
-`src/lab/preflight.py`, a job in `src/lab/job.py`, a packed job (`hydra/sweeper=vectorized`) in
+`src/lab/preflight.py`, a job in `src/lab/job.py`, a packed job (the default `hydra/sweeper=vectorized`) in
 `src/lab/packing.py`, the maths in `src/nn/`.
 
     python -m src.train                                  # one run on the defaults (moons, he, adam)
-    python -m src.train -m init=zeros,xavier,he optimizer=sgd,adam   # a 6-job grid
+    python -m src.train -m init=zeros,xavier,he optimizer=sgd,adam   # a 6-config grid (2 packed jobs)
     python -m src.train -m experiment=default            # a study preset with its own grid
 """
 
