@@ -103,6 +103,20 @@ def test_packed_fit_equals_separate_fits(ds: data.Dataset) -> None:
         "the grid should exercise per-replica early stopping"
 
 
+def test_a_pack_of_one_is_the_unpacked_run(ds: data.Dataset) -> None:
+    """Configs the sweeper cannot pack (here the course's fixed draw) still go through a packed job, alone: its
+    net must be the unpacked job's, bit for bit (the course tables are reproduced to the digit)."""
+    from src.lab.build import build, build_packed
+
+    cfg = _compose(BASE + ["init=he_normal", "init.course=true", "train.seed=3"])
+    alone, packed = build(cfg, ds).net, build_packed([cfg], ds).net
+    assert packed.params.keys() == alone.params.keys()
+    for k, v in alone.params.items():
+        assert np.asarray(packed.params[k]).tobytes() == np.asarray(v).tobytes(), k
+    with pytest.raises(ValueError, match="never packed"):
+        build_packed([cfg, cfg], ds)
+
+
 def test_loop_patience_per_replica(ds: data.Dataset) -> None:
     """inf patience = no early stopping for that replica (and no restoring of best weights)."""
     from src.lab.loop import LoopConfig

@@ -45,8 +45,16 @@ def build(cfg: Any, ds: Dataset | None = None) -> Built:
 
 
 def build_packed(subs: Sequence[Any], ds: Dataset) -> Built:
-    """One net of R = n·S replicas for the n configs `subs` (equal except at packing.PACKABLE paths)."""
+    """One net of R = n·S replicas for the n configs `subs` (equal except at packing.PACKABLE paths).
+
+    A pack of one config (the sweeper sends every config it cannot pack, e.g. `init.course=true`, alone) is that
+    config's own run, :func:`build`: the same net, bit for bit, as an unpacked job.
+    """
+    if len(subs) == 1:
+        return build(subs[0], ds)
     base = subs[0]
+    if base.init.course:
+        raise ValueError("init.course=true configs are never packed: the course's draw is one fixed network")
     S = int(base.train.seeds)
     net = _mlp(base, ds, init=[str(c.init.name) for c in subs for _ in range(S)],
                init_kwargs=[init_kwargs(c.init) for c in subs for _ in range(S)],
