@@ -2,7 +2,7 @@
 
 What is written is exactly what one job of the default config logs (measured, not assumed: the section first runs
 `python -m src.train` once into a scratch SQLite store and reads back its params, tags and metric points), replayed
-through `src.tracking.Tracker` -- the code every job uses -- by 1 and by 4 writer processes at once ("one
+through `src.lab.tracking.Tracker` -- the code every job uses -- by 1 and by 4 writer processes at once ("one
 launcher and four"), into:
 
   sqlite           the SQLite file itself (`sqlite:///.../mlflow.db`, no server: the default for one machine);
@@ -78,11 +78,11 @@ def job_payload(repo: Path, env: dict[str, str], job_args: tuple[str, ...] = ())
 
 
 def _writer(uri: str, experiment: str, payload: dict[str, Any], n_runs: int, barrier: Any, out: Any) -> None:
-    """One launcher's worth of jobs: n_runs runs written like `src.job` writes them (same Tracker calls)."""
+    """One launcher's worth of jobs: n_runs runs written like `src.lab.job` writes them (same Tracker calls)."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - MLflow prints two "View run" lines per run ended on a server
     _tests_on_path()
-    from src.tracking import Tracker
+    from src.lab.tracking import Tracker
 
     tracker = Tracker(uri, experiment)
     barrier.wait()
@@ -144,7 +144,7 @@ def bench_tracking(runs_per_writer: int = 20, rounds: int = 3, writers: tuple[in
         out["per_run"] = {"params": len(payload["params"]), "tags": len(payload["tags"]),
                           "metric_points": payload["points"]}
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-        from src.tracking import Tracker
+        from src.lab.tracking import Tracker
 
         uris: dict[str, str] = {}
         for store in stores:

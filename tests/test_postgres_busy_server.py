@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from src.tracking import TrackingError, check_reachable
+from src.lab.tracking import TrackingError, check_reachable
 
 
 @pytest.fixture

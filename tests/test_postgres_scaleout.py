@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_utils import ROOT, env_for, make_project, py
+from e2e_utils import env_for, make_project, py
 from postgres_utils import PgCluster, free_port, missing_reason, mlflow_server, postgres_cluster, server_command
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(missing_reason() is not None, reason=str(missing_reason()))]
@@ -40,10 +40,6 @@ JOB = ["train.epochs=20", "train.log_every=5", "train.seeds=1", "train.progress=
 LAUNCHERS = [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]]  # basic, joblib (alternating)
 
 
-def resume_override() -> str:
-    """`resume=true` once the config declares the key, `+resume=true` while it is added at the command line."""
-    conf = (ROOT / "conf" / "config.yaml").read_text()
-    return "resume=true" if any(line.startswith("resume:") for line in conf.splitlines()) else "+resume=true"
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +84,9 @@ def server(cluster: PgCluster, repo: Path, tmp_path_factory: pytest.TempPathFact
 
 def _launch(repo: Path, url: str, tmp: Path, study: str, i: int, extra: tuple[str, ...] = ()) -> subprocess.Popen:
     seeds = f"range({i * JOBS},{(i + 1) * JOBS})"
-    args = ["-m", f"train.seed={seeds}", *JOB, f"study={study}", *LAUNCHERS[i % 2], f"hydra.sweep.dir={tmp}/sweep{i}",
-            f"results_dir={tmp}/results{i}", *extra]
+    # one job per config (hydra/sweeper=basic): many jobs writing the store, not one packed job
+    args = ["-m", "hydra/sweeper=basic", f"train.seed={seeds}", *JOB, f"study={study}", *LAUNCHERS[i % 2],
+            f"hydra.sweep.dir={tmp}/sweep{i}", f"results_dir={tmp}/results{i}", *extra]
     with open(tmp / f"launch{i}.log", "a") as log:  # the child keeps its own copy of the descriptor
         return subprocess.Popen([sys.executable, "-m", "src.train", *args], cwd=repo, stdout=log,
                                 stderr=subprocess.STDOUT, env=env_for(repo, MLFLOW_TRACKING_URI=url),
@@ -191,7 +188,7 @@ def test_four_launches_at_once_lose_nothing(repo: Path, cluster: PgCluster, serv
     assert codes == [0] * 4, [(tmp_path / f"launch{i}.log").read_text()[-2000:] for i, c in enumerate(codes) if c]
     logs = [(tmp_path / f"launch{i}.log").read_text() for i in range(4)]
     assert all(log.count("finished  test_acc") == JOBS for log in logs), "one summary line per job"
-    assert not any("View run" in log for log in logs), "MLflow's per-run link lines are off (src/tracking.py)"
+    assert not any("View run" in log for log in logs), "MLflow's per-run link lines are off (src/lab/tracking.py)"
     runs = _runs(cluster, "pgrace")
     assert len(runs) == 4 * (JOBS + 1), len(runs)
     assert {r["status"] for r in runs.values()} == {"FINISHED"}
@@ -226,7 +223,7 @@ def test_a_launch_killed_mid_sweep_resumes_without_loss(repo: Path, cluster: PgC
     runs = _runs(cluster, "pgresume")
     assert "RUNNING" not in {r["status"] for r in runs.values()}, "an interrupted run was left RUNNING"
 
-    resumed = _launch(repo, server, tmp_path, "pgresume", victim, extra=(resume_override(),))
+    resumed = _launch(repo, server, tmp_path, "pgresume", victim, extra=("resume=true",))
     assert _wait(resumed, tmp_path, victim) == 0, (tmp_path / f"launch{victim}.log").read_text()[-3000:]
     log = (tmp_path / f"launch{victim}.log").read_text()
     assert log.count("already done") == done_before, "finished jobs are skipped, not re-run"
