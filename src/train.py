@@ -36,8 +36,11 @@ def main(cfg: DictConfig) -> float:
 def cli(argv: list[str] | None = None) -> None:
     """Validate every job of the requested run or sweep first (one-line errors), then hand over to Hydra."""
     from src.lab.preflight import preflight
+    from src.lab.tracking import describe_studies_with
+    from src.studies import description
 
     preflight(sys.argv[1:] if argv is None else argv)
+    describe_studies_with(description)  # a study's claims become its MLflow experiment's description
     try:
         main()
     except KeyboardInterrupt:

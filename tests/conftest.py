@@ -60,3 +60,21 @@ def project(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Callabl
         return repo
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tracked_sweep(project: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One real, tiny sweep of a registered study (s3_optim: sgd and adam, 2 seeds, 20 epochs) in a git-versioned
+    project copy, logged to its own SQLite store: what the MLflow tests (tests/test_mlflow_*.py) look at.
+    A non-swept override with 17 digits (train.lr) checks how run names round numbers."""
+    from types import SimpleNamespace
+
+    from e2e_utils import env_for, py
+
+    repo = project("tracked", git=True)
+    sweep = tmp_path_factory.mktemp("tracked_sweep")
+    proc = py(["-m", "src.train", "-m", "experiment=s3_optim", "hydra.sweeper.params.optimizer='sgd,adam'",
+               "train.epochs=20", "train.seeds=2", "train.lr=0.05411695265464637", f"hydra.sweep.dir={sweep}"],
+              repo, timeout=600)
+    return SimpleNamespace(repo=repo, uri=env_for(repo)["MLFLOW_TRACKING_URI"], sweep=sweep, stdout=proc.stdout,
+                           stderr=proc.stderr)

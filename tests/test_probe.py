@@ -74,8 +74,10 @@ def test_run_writes_the_study_files(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     for name in ("layer_stats.csv", "grad_norms.csv", "metrics.json", "grad_norms.png",
                  "histograms_sigmoid_5x100.png", "histograms_relu_5x100.png", "histograms_tanh_10x500.png"):
         assert (tmp_path / name).stat().st_size > 0, name
-    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk == pytest.approx(metrics)
+    headline = json.loads((tmp_path / "metrics.json").read_text())  # what `dvc metrics show` prints
+    assert set(headline) == set(probe.HEADLINE) and isinstance(headline["tanh_std001_last_std"], str)
     assert {"tanh_std001_last_std", "tanh_xavier_layer1_std", "deep_sigmoid_xavier_grad_factor_per_layer"} <= set(
         on_disk)
     header = (tmp_path / "layer_stats.csv").read_text().splitlines()[0].split(",")

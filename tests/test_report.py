@@ -21,9 +21,9 @@ HEADER = ["job", "name", "overrides", "status", "run_id", "config_hash", "train_
 
 
 def _write_grid(d: Path, jobs: list[tuple[str, float, float, float]], status: dict[str, str] | None = None) -> None:
-    """runs.csv like src.lab.results writes it, plus curves/jobNNN.csv; jobs = (name, test_acc, ci, diverged)."""
+    """runs.csv like src.lab.results writes it, plus curves.csv; jobs = (name, test_acc, ci, diverged)."""
     d.mkdir(parents=True)
-    (d / "curves").mkdir()
+    curves = ["config,epoch,train_loss,val_loss,train_acc,val_acc"]
     with open(d / "runs.csv", "w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(HEADER)
@@ -31,11 +31,11 @@ def _write_grid(d: Path, jobs: list[tuple[str, float, float, float]], status: di
             st = (status or {}).get(name, "finished")
             w.writerow([i, name, name.replace(",", " "), st, "", f"h{i}", min(1.0, acc + 0.03), acc, acc, ci,
                         0.3, 0.35, 0.36, 200, 180, div, 0, 5, 1.5 + i, "boom\nline 2" if st == "failed" else ""])
-            with open(d / "curves" / f"job{i:03d}.csv", "w") as c:
-                c.write("epoch,train_loss,val_loss,train_acc,val_acc\n")
-                for e in range(0, 201, 20):
-                    c.write(f"{e},{1 / (e + 1):.6g},{1.1 / (e + 1):.6g},{acc * e / 200:.6g},{acc * e / 200:.6g}\n")
-    (d / "metrics.json").write_text(json.dumps({"jobs": len(jobs), "failed": 0, "diverged": 0}))
+            for e in range(0, 201, 20):
+                curves.append(f'"{name}",{e},{1 / (e + 1):.6g},{1.1 / (e + 1):.6g},{acc * e / 200:.6g},'
+                              f"{acc * e / 200:.6g}")
+    (d / "curves.csv").write_text("\n".join(curves) + "\n")
+    (d / "metrics.json").write_text(json.dumps({"configs": len(jobs), "failed": 0, "diverged": 0}))
 
 
 def _png(path: Path) -> None:

@@ -216,7 +216,7 @@ def test_reused_sweep_dir_reports_only_this_sweep(tmp_path: Path) -> None:
     (sweep / "9" / "result.json").write_text('{"half-writ')  # a foreign, broken file is skipped, not fatal
     write_results(tmp_path / "results", records.read_results(sweep, "new"), sweep)
     assert (tmp_path / "results" / "runs.csv").read_text().count("\n") == 3
-    assert json.loads((tmp_path / "results" / "metrics.json").read_text())["jobs"] == 2
+    assert json.loads((tmp_path / "results" / "metrics.json").read_text())["configs"] == 2
 
 
 # --- the pieces, in-process ------------------------------------------------------------------------------------

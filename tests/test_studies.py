@@ -89,15 +89,15 @@ def test_presets_state_only_what_differs(study: str) -> None:
     assert "progress" not in spec.get("train", {}), "train.progress: null shows a bar only on a terminal"
     assert not any("hydra/sweeper" in str(d) for d in spec.get("defaults", [])), "the sweeper is chosen once"
     cfg = _compose(study, [])
-    assert (cfg.study, cfg.results_dir) == (study, f"results/{study}")
+    assert (cfg.study, cfg.results_dir) == (study, None)  # results/<study>: only when dvc.yaml's stage says so
     assert cfg.hydra.sweep.dir.startswith(f"multirun/{study}/")
     assert cfg.train.progress is None and cfg.resume is False
     assert cfg.hydra.sweeper._target_.endswith("VectorizedSweeper")
 
 
-def test_without_a_preset_the_study_is_default() -> None:
+def test_without_a_preset_the_study_is_adhoc() -> None:
     cfg = compose(["init=zeros"])
-    assert (cfg.study, cfg.results_dir) == ("default", None)  # ad-hoc sweeps leave results/ (DVC's) alone
+    assert (cfg.study, cfg.results_dir) == ("adhoc", None)  # its own MLflow experiment; results/ (DVC's) untouched
     assert compose(["study=mine"]).study == "mine"
 
 

@@ -72,7 +72,8 @@ def test_run_writes_files_and_metrics(tmp_path: Path) -> None:
     m = toys.run(tmp_path)
     for name in ("trajectories.csv", "trajectories.png", "clip.csv", "clip.png", "metrics.json"):
         assert (tmp_path / name).stat().st_size > 0
-    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert set(json.loads((tmp_path / "metrics.json").read_text())) == set(toys.HEADLINE)
     assert on_disk["s4_noclip_x_after_1_step"] == -390.0
     assert on_disk["s4_clipvalue100_x_after_1_step"] == 0.0
     assert on_disk["s4_noclip_final_loss"] == "inf"  # JSON has no inf: written as a string

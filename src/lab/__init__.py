@@ -8,7 +8,7 @@
     packing    a packed job (`hydra/sweeper=vectorized`): several configs trained as one net, recorded apart
     sweeper    the vectorized sweeper (registered through hydra_plugins/nnlab_sweeper)
     sweep      the Hydra callback around a sweep: parent run, leaderboard, results_dir files
-    results    runs.csv, metrics.json, curves/ and the leaderboard a sweep leaves for DVC and the report
+    results    runs.csv, metrics.json, curves.csv and the leaderboard a sweep leaves for DVC and the report
     tracking   the only module that imports MLflow
     signals    Ctrl-C / SIGTERM handling for jobs, sweeps and store creation
     records    a job's record, config hash, final metrics and CSVs

@@ -7,6 +7,7 @@ the job's control flow makes "which files does a run leave" one short list.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,15 @@ def write_artifacts(art: Path, cfg_dict: dict[str, Any], result: FitResult, net:
     atomic_write_text(art / "diagnostics.csv", records.diagnostics_csv(result))
     arrays = {**{k: np.asarray(v) for k, v in net.params.items()}, **{k: np.asarray(v) for k, v in net.state.items()}}
     np.savez_compressed(art / "weights.npz", **arrays)
-    figures.training_curves(result, art / "curves.png")
-    if ds.n_features == 2:
-        figures.decision_boundary(net, ds, art / "decision_boundary.png")
-    if result.histograms:
-        figures.activation_histograms(result.histograms, art / "activation_histograms.png")
-    if result.diagnostics:
-        figures.layer_diagnostics(result, art / "layer_diagnostics.png")
+    # A diverged replica (or a pack sharing histogram bins with one) carries inf/1e300-sized values: NumPy and
+    # matplotlib then warn "overflow encountered" with a traceback-like pair of lines, once per figure, which
+    # reads like a crash. The divergence is already recorded (the run's status and the job's one-line summary).
+    with warnings.catch_warnings(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        figures.training_curves(result, art / "curves.png")
+        if ds.n_features == 2:
+            figures.decision_boundary(net, ds, art / "decision_boundary.png")
+        if result.histograms:
+            figures.activation_histograms(result.histograms, art / "activation_histograms.png")
+        if result.diagnostics:
+            figures.layer_diagnostics(result, art / "layer_diagnostics.png")

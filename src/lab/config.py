@@ -131,18 +131,20 @@ class TrackingCfg:
     uri: str | None = None
     experiment: str | None = None
     artifacts: bool = True
+    model: bool = True  # log each finished run's net as an MLflow model (runs:/<run id>/model)
     max_curve_points: int = 500
 
 
 @dataclass
 class Config:
-    """The whole job. `study` names the MLflow experiment and the `results/<study>/` folder.
+    """The whole job. `study` names the MLflow experiment (and, in the pipeline, the `results/<study>/` folder).
 
-    `study` and `results_dir` are derived from the preset (`experiment=<name>`, see :func:`register`), so a
-    preset states only what differs; `resume: true` skips configs that already finished in the experiment.
+    `study` is derived from the preset (`experiment=<name>`, see :func:`register`; `adhoc` without one), so a
+    preset states only what differs; `results_dir` is set by dvc.yaml's stages (null: the sweep folder only);
+    `resume: true` skips configs that already finished in the experiment.
     """
 
-    study: str = "default"
+    study: str = "adhoc"
     data: DataCfg = field(default_factory=DataCfg)
     model: ModelCfg = field(default_factory=ModelCfg)
     init: InitCfg = field(default_factory=InitCfg)
@@ -190,9 +192,9 @@ def schedule_kwargs(sched_cfg: Any) -> dict[str, Any]:
 
 def register() -> None:
     """Put the schema in Hydra's ConfigStore under `nnlab_schema` (`conf/config.yaml` extends it), and the
-    resolvers `${nnlab.study:}` / `${nnlab.results_dir:}` that conf/config.yaml derives from the preset's name."""
+    resolver `${nnlab.study:}` that conf/config.yaml derives the study from the preset's name with."""
     ConfigStore.instance().store(name="nnlab_schema", node=Config)
-    for name, fn in (("nnlab.study", _study), ("nnlab.results_dir", _results_dir)):
+    for name, fn in (("nnlab.study", _study),):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
 
@@ -216,15 +218,9 @@ def _preset(root: Any) -> str | None:
 
 
 def _study(_root_: Any) -> str:
-    """`study`: the preset's name (`experiment=s1_init` -> s1_init); `default` without a preset."""
-    return _preset(_root_) or "default"
-
-
-def _results_dir(_root_: Any) -> str | None:
-    """`results_dir`: `results/<preset>` for a preset's sweep; none without a preset (ad-hoc sweeps write no
-    results/ folder, which DVC owns)."""
-    preset = _preset(_root_)
-    return f"results/{preset}" if preset else None
+    """`study`: the preset's name (`experiment=s1_init` -> s1_init); `adhoc` without a preset, so that a grid
+    typed on the command line gets an MLflow experiment of its own instead of joining a study's."""
+    return _preset(_root_) or "adhoc"
 
 
 def progress_on(value: bool | None) -> bool:

@@ -15,6 +15,7 @@ configs through :func:`run_job` with the config's own :class:`JobContext` and it
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 import traceback
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
@@ -33,7 +35,16 @@ from src.lab.artifacts import write_artifacts
 from src.lab.build import Built, build, load_dataset
 from src.lab.config import ConfigError, to_container, validate
 from src.lab.loop import FitResult, fit
-from src.lab.tracking import PARENT_FILE, ROOT, Tracker, TrackingError, flatten, resolve_uri
+from src.lab.tracking import (
+    PARENT_FILE,
+    ROOT,
+    Tracker,
+    TrackingError,
+    dataset_input,
+    description_for,
+    flatten,
+    resolve_uri,
+)
 
 DONE_STATUSES = ("finished", "diverged")
 
@@ -61,11 +72,23 @@ def context() -> JobContext:
 
 
 def _run_name(overrides: list[str], num: int) -> str:
-    # Only what changes the computation names a run: not where it is logged, shown or resumed.
+    """`init=normal,init.std=0.5412`: the overrides that change the computation, numbers to 4 significant digits
+    (not where a run is logged, shown or resumed; the run's params keep every digit)."""
     hidden = ("hydra.", "hydra/", "tracking.", "experiment=", "+experiment=", "train.progress=", "results_dir=",
               "+resume=", "resume=", "data.dir=")
-    shown = [o for o in overrides if not o.lstrip("+~").startswith(hidden)]
+    shown = [_short(o) for o in overrides if not o.lstrip("+~").startswith(hidden)]
     return ",".join(shown) if shown else f"job{num}"
+
+
+def _short(override: str) -> str:
+    """`key=<float>` with the float to 4 significant digits (`0.5411695265464637` -> `0.5412`); anything else as is."""
+    key, sep, value = override.partition("=")
+    if not sep or not _FLOAT.fullmatch(value.strip()):
+        return override
+    return f"{key}={float(value):.4g}"
+
+
+_FLOAT = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+(\.\d*)?[eE][+-]?\d+)")  # a float literal, not an integer
 
 
 def _summary_line(rec: dict[str, Any]) -> str:
@@ -73,13 +96,15 @@ def _summary_line(rec: dict[str, Any]) -> str:
     total = rec.get("sweep_total")
     pos = f"[{rec['num'] + 1}/{total}] " if total else ""
     if rec["status"] == "failed":
-        return f"{pos}{rec['name']}: FAILED: {rec.get('error', '')}"
+        run = f"  run {rec['run_id']}" if rec.get("run_id") else ""
+        return f"{pos}{rec['name']}: FAILED: {rec.get('error', '')}{run}"
     acc = m.get("test_acc", float("nan"))
     ci = m.get("test_acc_ci95", 0.0)
     div = m.get("diverged_fraction", 0.0) * m.get("replicas", 0)
+    run = f"  run {rec['run_id']}" if rec.get("run_id") else ""
     return (f"{pos}{rec['name']}: {rec['status']}  test_acc {acc:.3f} ± {ci:.3f}  "
             f"epochs {m.get('epochs_used', 0):.0f}  diverged {div:.0f}/{m.get('replicas', 0):.0f}  "
-            f"{m.get('wall_time_s', 0):.1f}s")
+            f"{m.get('wall_time_s', 0):.1f}s{run}")
 
 
 def find_done(tracker: Tracker, chash: str) -> Any | None:
@@ -119,12 +144,13 @@ def _run(cfg: DictConfig, ctx: JobContext, cfg_dict: dict[str, Any], chash: str,
     try:
         validate(cfg)
         if cfg.tracking.enabled:
-            tracker = Tracker(resolve_uri(cfg.tracking.uri), cfg.tracking.experiment or cfg.study)
+            tracker = Tracker(resolve_uri(cfg.tracking.uri), cfg.tracking.experiment or cfg.study,
+                              description=None if ctx.multirun else description_for(cfg.study))
             if cfg.get("resume", False) and _already_done(tracker, chash, rec, ctx):
                 return float(rec["metrics"].get("val_loss", float("nan")))
         ds = load_dataset(cfg)
         if tracker is not None:
-            run_id = rec["run_id"] = _start_run(tracker, chash, ds, rec, ctx)
+            run_id = rec["run_id"] = _start_run(tracker, cfg, chash, ds, rec, ctx)
             tracker.log_params(run_id, flatten(cfg_dict))
         rec["metrics"], rec["status"] = _train_and_log(cfg, cfg_dict, ds, tracker, run_id, ctx.out_dir, trained)
         if tracker is not None and run_id is not None:
@@ -170,12 +196,17 @@ def _already_done(tracker: Tracker, chash: str, rec: dict[str, Any], ctx: JobCon
     return True
 
 
-def _start_run(tracker: Tracker, chash: str, ds: data.Dataset, rec: dict[str, Any], ctx: JobContext) -> str:
+def _start_run(tracker: Tracker, cfg: DictConfig, chash: str, ds: data.Dataset, rec: dict[str, Any],
+               ctx: JobContext) -> str:
     """The job's MLflow child run (under the sweep's parent run, if any), tagged with what identifies it."""
     tags = {"nnlab.study": rec["study"], "nnlab.config_hash": chash, "nnlab.status": "running",
             "nnlab.dataset_hash": ds.digest(), "nnlab.git_commit": records.git_commit(ROOT),
             "nnlab.overrides": " ".join(ctx.overrides)[:5000], "nnlab.sweep_id": rec["parent_run_id"] or "none"}
-    return tracker.start_run(rec["name"], tags, parent_id=rec["parent_run_id"])
+    if os.environ.get("DVC_EXP_NAME"):  # run by `dvc exp run`: which DVC experiment this run belongs to
+        tags["nnlab.dvc_experiment"] = os.environ["DVC_EXP_NAME"]
+    run_id = tracker.start_run(rec["name"], tags, parent_id=rec["parent_run_id"])
+    tracker.log_dataset(run_id, dataset_input(ds, Path(cfg.data.dir) / f"{cfg.data.name}.npz"))
+    return run_id
 
 
 def _record_failure(tracker: Tracker | None, run_id: str | None, rec: dict[str, Any], ctx: JobContext) -> None:
@@ -226,8 +257,13 @@ def _log_result(cfg: DictConfig, cfg_dict: dict[str, Any], ds: data.Dataset, res
     atomic_write_text(out_dir / "curve.csv", records.mean_curve_csv(result))
     if tracker is not None and run_id is not None:
         start = time.perf_counter()
+        step = int(result.epochs_used.max()) if result.replicas else 0
         tracker.log_series(run_id, records.curve_series(result, int(cfg.tracking.max_curve_points)))
-        tracker.log_metrics(run_id, metrics, step=int(result.epochs_used.max()) if result.replicas else 0)
+        model_id = None
+        if cfg.tracking.model and status == "finished":  # a fully diverged or interrupted net predicts nothing
+            model_id = tracker.log_model(run_id, net, ~np.asarray(result.diverged, dtype=bool), ds.X_val[:5],
+                                         params=flatten(cfg_dict), step=step)
+        tracker.log_metrics(run_id, metrics, step=step, model_id=model_id)
         tracker.set_tags(run_id, {"nnlab.status": status})
         if cfg.tracking.artifacts:
             art = out_dir / "artifacts"

@@ -9,6 +9,7 @@ half-written record that a later aggregation would trust (`src.files`).
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -46,8 +47,10 @@ def config_hash(cfg: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=8)
 def git_commit(cwd: Path) -> str:
-    """HEAD's commit (with `-dirty` when the tree has changes), or `unknown` outside a git checkout."""
+    """HEAD's commit (with `-dirty` when the tree has changes), or `unknown` outside a git checkout. Cached per
+    process: two `git` calls cost ~20 ms, paid once instead of once per job."""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()

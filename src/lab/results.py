@@ -1,4 +1,4 @@
-"""The files a sweep leaves for DVC and people: `runs.csv`, `metrics.json`, `curves/`, the leaderboard.
+"""The files a sweep leaves for DVC and people: `runs.csv`, `metrics.json`, `curves.csv`, the leaderboard.
 
 Why separate from the callback: the same tables are written by the sweep callback at the end of a sweep, logged
 on the sweep's MLflow parent run, and read back by the report (`runs.csv` is the contract between them).
@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import csv
 import io
+import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from src.files import atomic_write_json, atomic_write_text
 
@@ -65,26 +69,91 @@ def _num(v: Any) -> str:
 
 
 def write_results(out: Path, rows: list[dict[str, Any]], sweep_dir: Path) -> None:
-    """`runs.csv`, `metrics.json` (for `dvc metrics show`) and `curves/<job>.csv` (for `dvc plots show`)."""
+    """`runs.csv`, `metrics.json` (`dvc metrics show`), `curves.csv` (`dvc plots show`) and `leaderboard.md`.
+
+    `curves.csv` is long format, one row per (config, epoch), the config named as its MLflow run: DVC draws it as
+    ONE plot per study with a line per config (the `by_config` template, conf/dvc/by_config.json), instead of one
+    plot per `jobNNN.csv` that says nothing of its config.
+    """
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "runs.csv", runs_csv(rows))
-    table = leaderboard_rows(rows)
-    best = table[0] if table else {}
-    metrics = {
-        "jobs": len(rows),
-        "failed": sum(r["status"] == "failed" for r in rows),
-        "diverged": sum(r["status"] == "diverged" for r in rows),
-        "best_job": best.get("name"),
-        "best_test_acc": best.get("test_acc"),
-        "best_test_acc_ci95": best.get("test_acc_ci95"),
-    }
-    atomic_write_json(out / "metrics.json", metrics)
-    curves = out / "curves"
-    curves.mkdir(exist_ok=True)
-    for old in curves.glob("*.csv"):
-        old.unlink()
-    for r in rows:
+    atomic_write_json(out / "metrics.json", headline(rows))
+    atomic_write_text(out / "curves.csv", curves_csv(rows, sweep_dir))
+    atomic_write_text(out / "leaderboard.md", leaderboard_text(leaderboard_rows(rows)) + "\n")
+
+
+def headline(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """A grid study's few headline numbers for DVC (the same keys for every grid study, so `dvc metrics show` and
+    `dvc exp show` stay a narrow table): configs, failed, diverged, and the config best on VALIDATION accuracy
+    (selection never looks at test) with its validation and test accuracy and the test accuracy's 95% CI."""
+    done = [r for r in rows if r.get("status") != "failed"]
+
+    def val(r: dict[str, Any]) -> float:
+        v = float(r.get("metrics", {}).get("val_acc", float("nan")))
+        return v if math.isfinite(v) else -1.0
+
+    best = max(done, key=val) if done else None
+    m = best.get("metrics", {}) if best else {}
+    return dvc_metrics({
+        "configs": len(rows), "failed": len(rows) - len(done),
+        "diverged": sum(r.get("status") == "diverged" for r in rows),
+        "best": best.get("name") if best else None,
+        "val_acc": m.get("val_acc"), "test_acc": m.get("test_acc"), "test_ci95": m.get("test_acc_ci95"),
+    })
+
+
+SUMMARY_FILE = "summary.json"  # a measured study's every number (its rules read it); metrics.json is DVC's headline
+
+
+def write_measured(out: Path, summary: Mapping[str, Any], headline_keys: tuple[str, ...]) -> None:
+    """A measured study's numbers: all of them in `summary.json`, the few `headline_keys` in `metrics.json`.
+
+    Why two files: `dvc metrics show` prints every key of every metrics file as a column of one table; the
+    measured studies record 15-20 numbers each, which made it ~70 columns wide.
+    """
+    atomic_write_json(out / SUMMARY_FILE, dict(summary))
+    atomic_write_json(out / "metrics.json", dvc_metrics({k: summary[k] for k in headline_keys if k in summary}))
+
+
+def dvc_metrics(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Values as DVC prints them well: floats to 4 significant digits; a float below 1e-4 in magnitude, and a
+    non-finite one, as a string in scientific notation.
+
+    Why strings: `dvc metrics show` rounds to 5 decimal places (`--precision` counts decimals too, see
+    iterative/dvc#5840), so a gradient check's 6.4e-08 would print as 0.0; a string prints as written, and
+    `dvc metrics diff` still shows the old and new values side by side.
+    """
+    out: dict[str, Any] = {}
+    for k, v in values.items():
+        if isinstance(v, bool) or v is None or isinstance(v, str | int):
+            out[k] = v
+        elif isinstance(v, float | np.floating):
+            f = float(v)
+            out[k] = float(f"{f:.4g}") if math.isfinite(f) and (f == 0 or abs(f) >= 1e-4) else f"{f:.3g}"
+        elif isinstance(v, np.integer):
+            out[k] = int(v)
+        else:
+            out[k] = v
+    return out
+
+
+def curves_csv(rows: list[dict[str, Any]], sweep_dir: Path) -> str:
+    """Every job's mean curves (`<sweep>/<job>/curve.csv`) in one long table: config, epoch, losses, accuracies."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    header: list[str] | None = None
+    for r in sorted(rows, key=lambda r: int(r.get("num", 0))):
         src = sweep_dir / str(r.get("num")) / "curve.csv"
-        if src.exists():
-            atomic_write_text(curves / f"job{int(r['num']):03d}.csv", src.read_text())
-    atomic_write_text(out / "leaderboard.md", leaderboard_text(table) + "\n")
+        if not src.exists():
+            continue
+        with open(src, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            head = next(reader, None)
+            if head is None:
+                continue
+            if header is None:
+                header = head
+                w.writerow(["config", *header])
+            for line in reader:
+                w.writerow([r.get("name", f"job{r.get('num')}"), *line])
+    return buf.getvalue() if header else "config,epoch\n"

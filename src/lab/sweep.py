@@ -31,7 +31,7 @@ from src.files import atomic_write_text
 from src.lab import records, signals
 from src.lab.config import progress_on
 from src.lab.results import leaderboard_rows, leaderboard_text, runs_csv, write_results
-from src.lab.tracking import PARENT_FILE, ROOT, Tracker, resolve_uri
+from src.lab.tracking import PARENT_FILE, ROOT, Tracker, description_for, flatten, resolve_uri, ui_hint
 
 WORKER_GRACE_S = 30.0  # how long an interrupted launcher waits for its workers to end their runs KILLED
 
@@ -61,13 +61,19 @@ class SweepCallback(Callback):
         if not config.tracking.enabled:
             return
         try:
-            self.tracker = Tracker(resolve_uri(config.tracking.uri), config.tracking.experiment or config.study)
+            self.tracker = Tracker(resolve_uri(config.tracking.uri), config.tracking.experiment or config.study,
+                                   description=description_for(config.study))
             self.parent_id = self.tracker.start_run(
                 f"sweep {sweep_dir.name}",
                 {"nnlab.study": config.study, "nnlab.sweep_dir": str(sweep_dir),
                  "nnlab.git_commit": records.git_commit(ROOT), "nnlab.status": "running",
-                 "nnlab.sweep_overrides": " ".join(config.hydra.overrides.task)[:5000]},
+                 "nnlab.sweep_overrides": " ".join(config.hydra.overrides.task)[:5000],
+                 **({"nnlab.dvc_experiment": os.environ["DVC_EXP_NAME"]} if os.environ.get("DVC_EXP_NAME") else {})},
             )
+            try:
+                self.tracker.log_params(self.parent_id, sweep_params(config))
+            except Exception as exc:  # noqa: BLE001 - the parent's params are not worth losing the sweep's runs
+                print(f"nnlab: warning: could not log the sweep's params: {exc}", file=sys.stderr, flush=True)
         except Exception as exc:  # noqa: BLE001 - Hydra would swallow it; say it loudly, jobs run unparented
             print(f"nnlab: error: could not create the sweep's parent run: {exc}", file=sys.stderr, flush=True)
             return
@@ -124,6 +130,7 @@ class SweepCallback(Callback):
         text = leaderboard_text(table)
         print("\n" + text, flush=True)
         atomic_write_text(sweep_dir / "leaderboard.md", text + "\n")
+        write_results(sweep_dir, rows, sweep_dir)
         if config.get("results_dir"):
             write_results(Path(config.results_dir), rows, sweep_dir)
         if self.tracker is not None and self.parent_id is not None:
@@ -139,9 +146,34 @@ class SweepCallback(Callback):
                     self.tracker.log_table(self.parent_id, {k: [r[k] for r in table] for k in table[0]},
                                            "leaderboard.json")
                 n_failed = sum(r["status"] == "failed" for r in rows)
+                print(f"MLflow: {len(rows)} runs in experiment {self.tracker.experiment!r} (id "
+                      f"{self.tracker.experiment_id}), parent run {self.parent_id}\n  to look: "
+                      f"{ui_hint(self.tracker.uri, self.tracker.experiment_id)}", flush=True)
                 self.tracker.log_metrics(self.parent_id, {"jobs": len(rows), "jobs_failed": n_failed})
                 if table:
                     self.tracker.log_metrics(self.parent_id, {"best_test_acc": table[0].get("test_acc", float("nan"))})
             except Exception as exc:  # noqa: BLE001
                 print(f"nnlab: error: could not log the leaderboard: {exc}", file=sys.stderr, flush=True)
             self._end_if_open("FINISHED")
+
+
+def sweep_params(config: DictConfig) -> dict[str, str]:
+    """The parent run's params: what every job of the sweep shares, and the grid itself as `sweep.<key>`.
+
+    A key the grid varies (`init=zeros,he` varies every `init.*`) is left out of the shared values: the parent
+    would otherwise show the base config's value, which no job used.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    grid: dict[str, str] = {str(k): str(v) for k, v in (config.hydra.sweeper.get("params") or {}).items()}
+    for o in OverridesParser.create().parse_overrides(list(config.hydra.overrides.task)):
+        if o.is_sweep_override():
+            grid[o.key_or_group] = o.input_line.split("=", 1)[1] if o.input_line else str(o.value())
+    body = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+    try:
+        flat = flatten(OmegaConf.to_container(body, resolve=True))  # type: ignore[arg-type]
+    except Exception:  # noqa: BLE001 - an interpolation only a job can resolve: log it unresolved
+        flat = flatten(OmegaConf.to_container(body, resolve=False))  # type: ignore[arg-type]
+    shared = {k: v for k, v in flat.items() if not any(k == g or k.startswith(g + ".") for g in grid)}
+    return {**shared, **{f"sweep.{k}": v for k, v in grid.items()}}

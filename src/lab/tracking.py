@@ -9,12 +9,30 @@ Why it is written against `MlflowClient` rather than the fluent `mlflow.start_ru
 - every metric goes through `log_batch` in chunks of MLflow's request limits (1000 metrics, 100 params,
   100 tags): one call per step costs ~3 ms on SQLite and ~50 ms over HTTP.
 - a busy store (SQLite "database is locked", an HTTP 5xx) is retried with back-off before giving up.
+
+What a run carries, so that the places MLflow users look first are filled (README "MLflow"):
+- its experiment is tagged as model training (`mlflow.experimentKind=custom_model_development`) and described by
+  the study's claim (`mlflow.note.content`, passed down by the CLI: the lab knows no studies);
+- MLflow's standard source tags (`mlflow.source.name/type/git.commit/git.branch`, `mlflow.user`), as
+  `mlflow.start_run` would set them: the UI's Source column and its commit link;
+- its dataset as a run input (`log_inputs`: name, digest = the first 12 hex digits of nnlab's sha256 of the
+  arrays, source = the .npz file, profile = split sizes, classes, transform and the full sha256): the UI's
+  Dataset column says what trained the run;
+- its net as an MLflow model (a LoggedModel named `model`: pyfunc, signature, input example, NumPy-only
+  requirements; src/lab/model_writer.py), linked as the run's output, with the final metrics attached.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import getpass
+import json
 import os
+import subprocess
+import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,6 +43,10 @@ from src.lab import signals
 
 ROOT = Path(__file__).resolve().parents[2]  # the project folder
 PARENT_FILE = ".nnlab_parent_run"
+KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+NOTE_TAG = "mlflow.note.content"
+MODEL_NAME = "model"  # a run's model: runs:/<run id>/model
+DIGEST_CHARS = 12  # MLflow keeps at most 36 characters of a dataset digest; its own digests are 8
 T = TypeVar("T")
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -32,15 +54,31 @@ os.environ.setdefault("DO_NOT_TRACK", "true")
 # Against an mlflow server, MLflow prints two "View run/experiment at" lines for every run it ends, and fetches the
 # run once more to do so (an extra HTTP round trip per job); each job prints its own summary line instead.
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no "Downloading artifacts" bars per run
 
 
 class TrackingError(RuntimeError):
     """The tracking store cannot be used; the message is one line and names the URI."""
 
 
+def project_root() -> Path:
+    """The project folder whose `mlflow.db` runs go to.
+
+    Why not always ROOT: `dvc exp run --queue`/`--temp` runs a copy of the repository in
+    `<repo>/.dvc/tmp/exps/<tmp>/` and deletes it afterwards; runs logged there would vanish with it. DVC names
+    the original repository in `DVC_ROOT`; without it the part of the path before `.dvc/tmp/exps` is used.
+    """
+    parts = ROOT.parts
+    for i in range(len(parts) - 3):
+        if parts[i:i + 3] == (".dvc", "tmp", "exps"):
+            repo = Path(os.environ.get("DVC_ROOT") or Path(*parts[:i]))
+            return repo.joinpath(*parts[i + 4:])
+    return ROOT
+
+
 def default_uri() -> str:
     """`sqlite:///<project root>/mlflow.db`: absolute, so Hydra or DVC working directories never scatter stores."""
-    return f"sqlite:///{ROOT / 'mlflow.db'}"
+    return f"sqlite:///{project_root() / 'mlflow.db'}"
 
 
 def resolve_uri(configured: str | None = None) -> str:
@@ -106,34 +144,153 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
-class Tracker:
-    """A thin handle on one tracking store and one experiment."""
+def _git(*args: str) -> str:
+    try:
+        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
 
-    def __init__(self, uri: str, experiment: str) -> None:
+
+@functools.cache
+def source_tags() -> dict[str, str]:
+    """MLflow's standard source tags, the ones `mlflow.start_run` sets: entry point, LOCAL, user, git commit,
+    branch and remote. Computed once per process (four `git` calls, ~20 ms)."""
+    entry = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else ROOT / "src" / "train.py"
+    try:
+        name = str(entry.relative_to(ROOT))
+    except ValueError:
+        name = str(entry)
+    tags = {"mlflow.source.type": "LOCAL", "mlflow.source.name": name}
+    with contextlib.suppress(KeyError, OSError):  # no user name in some containers
+        tags["mlflow.user"] = getpass.getuser()
+    for tag, args in (("mlflow.source.git.commit", ("rev-parse", "HEAD")),
+                      ("mlflow.source.git.branch", ("rev-parse", "--abbrev-ref", "HEAD")),
+                      ("mlflow.source.git.repoURL", ("config", "--get", "remote.origin.url"))):
+        if value := _git(*args):
+            tags[tag] = value
+    return tags
+
+
+_DESCRIBE: list[Callable[[str], str | None]] = []
+
+
+def describe_studies_with(describe: Callable[[str], str | None]) -> None:
+    """Register how a study name becomes its experiment's description (the CLI passes the studies' claims:
+    the lab itself knows no studies)."""
+    _DESCRIBE[:] = [describe]
+
+
+def description_for(study: str) -> str | None:
+    """The registered description of `study` (None: none registered, or the study is not a registered one)."""
+    if not _DESCRIBE:
+        return None
+    try:
+        return _DESCRIBE[0](study)
+    except Exception:  # noqa: BLE001 - a description is never worth failing a sweep over
+        return None
+
+
+@functools.cache
+def model_writer() -> Any:
+    """This process's :class:`src.lab.model_writer.ModelWriter` (its templates are reused by every run)."""
+    from src.lab.model_writer import ModelWriter
+
+    return ModelWriter()
+
+
+def dataset_input(ds: Any, path: str | Path, context: str = "training") -> Any:
+    """The MLflow `DatasetInput` of dataset `ds` read from `path` (cached: one per dataset and file per process).
+
+    Name = the dataset's name; digest = the first DIGEST_CHARS hex digits of nnlab's sha256 (`ds.digest()`, also
+    the run tag `nnlab.dataset_hash`); source = the absolute file; schema = MLflow's tensor spec of the training
+    features and labels; profile = split sizes, features, classes, class balance, transform and the full sha256.
+    """
+    key = (ds.digest(), str(Path(path).resolve()), context)
+    if key not in _DATASET_INPUTS:
+        _DATASET_INPUTS[key] = _dataset_input(*key, ds)
+    return _DATASET_INPUTS[key]
+
+
+_DATASET_INPUTS: dict[tuple[str, str, str], Any] = {}
+
+
+def _dataset_input(digest: str, path: str, context: str, ds: Any) -> Any:
+    import mlflow.data
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    with warnings.catch_warnings():  # "can be interpreted in multiple ways": MLflow registers file paths twice
+        warnings.simplefilter("ignore", UserWarning)
+        numpy_ds = mlflow.data.from_numpy(ds.X_train, targets=ds.y_train, source=path, name=ds.name,
+                                          digest=digest[:DIGEST_CHARS])
+    card = ds.card
+    profile = {"sha256": digest, "rows": {s: int(len(getattr(ds, f"y_{s}"))) for s in ("train", "val", "test")},
+               "features": int(ds.n_features), "classes": int(ds.n_classes),
+               "class_counts_train": [int(c) for c in np.bincount(ds.y_train, minlength=ds.n_classes)],
+               "transform": card.get("transform"), "seed": card.get("seed")}
+    d = numpy_ds.to_dict()
+    entity = Dataset(name=d["name"], digest=d["digest"], source_type=d["source_type"], source=d["source"],
+                     schema=d.get("schema"), profile=json.dumps(profile, default=str))
+    return DatasetInput(dataset=entity, tags=[InputTag("mlflow.data.context", context)])
+
+
+def ui_hint(uri: str, experiment_id: str) -> str:
+    """How to look at an experiment: the `mlflow ui` command for this store and the URL of its runs table.
+
+    Why `?workflowType=machine_learning` in the URL: MLflow 3.17's UI chooses between its GenAI view (an empty
+    Traces page for nnlab's experiments) and the model-training view (the runs table) from that URL parameter or
+    from its sidebar switch, whatever the experiment's `mlflow.experimentKind` tag says (tests/test_mlflow_ui.py).
+    """
+    page = f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri.rstrip('/')}/{page}"
+    db = _sqlite_path(uri)
+    if db is not None and db.resolve() == (Path.cwd() / "mlflow.db").resolve():
+        cmd = "mlflow ui"
+    else:
+        cmd = f"mlflow ui --backend-store-uri {uri}"
+    return f"{cmd}, then open http://127.0.0.1:5000/{page}"
+
+
+class Tracker:
+    """A thin handle on one tracking store and one experiment.
+
+    `description` (the study's claim) becomes the experiment's description; every experiment nnlab opens is
+    tagged as model training, whichever process opens it first (the tag costs one write, once per experiment).
+    """
+
+    def __init__(self, uri: str, experiment: str, description: str | None = None) -> None:
         from mlflow.tracking import MlflowClient
 
         self.uri = uri
+        self.experiment = experiment
         with signals.deferred(_creates_store(uri)):
             self.client = MlflowClient(tracking_uri=uri)
-            self.experiment_id = _retry(lambda: self._ensure_experiment(experiment), "opening the experiment", uri)
+            self.experiment_id = _retry(lambda: self._ensure_experiment(experiment, description),
+                                        "opening the experiment", uri)
 
-    def _ensure_experiment(self, name: str) -> str:
+    def _ensure_experiment(self, name: str, description: str | None) -> str:
+        wanted = {KIND_TAG: MODEL_TRAINING, **({NOTE_TAG: description} if description else {})}
         exp = self.client.get_experiment_by_name(name)
-        if exp is not None:
-            if exp.lifecycle_stage == "deleted":
-                self.client.restore_experiment(exp.experiment_id)
-            return exp.experiment_id
-        try:
-            return self.client.create_experiment(name, artifact_location=artifact_root(self.uri, name))
-        except Exception:  # noqa: BLE001 - another process created it between our get and create
-            exp = self.client.get_experiment_by_name(name)
-            if exp is None:
-                raise
-            return exp.experiment_id
+        if exp is None:
+            try:
+                return self.client.create_experiment(name, artifact_location=artifact_root(self.uri, name),
+                                                     tags=wanted)
+            except Exception:  # noqa: BLE001 - another process created it between our get and create
+                exp = self.client.get_experiment_by_name(name)
+                if exp is None:
+                    raise
+        if exp.lifecycle_stage == "deleted":
+            self.client.restore_experiment(exp.experiment_id)
+        for key, value in wanted.items():
+            if exp.tags.get(key) != value:
+                self.client.set_experiment_tag(exp.experiment_id, key, value)
+        return exp.experiment_id
 
     # --- runs -----------------------------------------------------------------------------------
     def start_run(self, name: str, tags: Mapping[str, str] | None = None, parent_id: str | None = None) -> str:
-        all_tags = {"mlflow.runName": name, **(tags or {})}
+        """A new RUNNING run with MLflow's source tags (:func:`source_tags`), `tags`, and its parent if any."""
+        all_tags = {**source_tags(), "mlflow.runName": name, **(tags or {})}
         if parent_id:
             all_tags["mlflow.parentRunId"] = parent_id
         run = _retry(lambda: self.client.create_run(self.experiment_id, tags=all_tags, run_name=name),
@@ -157,16 +314,19 @@ class Tracker:
         for chunk in _chunks(items, 100):
             _retry(lambda c=chunk: self.client.log_batch(run_id, params=list(c)), "logging params", self.uri)
 
-    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
-        """Scalars at one step; non-finite values are skipped (MLflow stores NaN, but the UI charts choke)."""
-        self.log_series(run_id, {k: ([step], [v]) for k, v in metrics.items()})
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0, model_id: str | None = None
+                    ) -> None:
+        """Scalars at one step; non-finite values are skipped (MLflow stores NaN, but the UI charts choke).
+        With `model_id`, the metrics also belong to that logged model (its row in the UI's Models tab)."""
+        self.log_series(run_id, {k: ([step], [v]) for k, v in metrics.items()}, model_id=model_id)
 
-    def log_series(self, run_id: str, series: Mapping[str, tuple[Sequence[int], Sequence[float]]]) -> int:
+    def log_series(self, run_id: str, series: Mapping[str, tuple[Sequence[int], Sequence[float]]],
+                   model_id: str | None = None) -> int:
         """Whole curves {name: (steps, values)} in batches of 1000 points; returns the number of points logged."""
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)
-        items = [Metric(k, float(v), ts, int(s)) for k, (steps, vals) in series.items()
+        items = [Metric(k, float(v), ts, int(s), model_id=model_id) for k, (steps, vals) in series.items()
                  for s, v in zip(steps, vals, strict=True) if np.isfinite(v)]
         for chunk in _chunks(items, 1000):
             _retry(lambda c=chunk: self.client.log_batch(run_id, metrics=list(c)), "logging metrics", self.uri)
@@ -184,12 +344,110 @@ class Tracker:
         _retry(lambda: self.client.log_table(run_id, data=columns, artifact_file=artifact_file),
                "logging a table", self.uri)
 
+    def log_dataset(self, run_id: str, dataset: Any) -> None:
+        """`dataset` (from :func:`dataset_input`) as the run's training input: the UI's Dataset column."""
+        _retry(lambda: self.client.log_inputs(run_id, datasets=[dataset]), "logging the dataset", self.uri)
+
+    def log_model(self, run_id: str, net: Any, finite: np.ndarray, example: np.ndarray,
+                  params: Mapping[str, Any] | None = None, step: int = 0) -> str:
+        """The run's net as an MLflow model (`runs:/<run id>/model`, also `models:/<model id>`); its model id.
+
+        MLflow 3's model record: a LoggedModel of this experiment whose source is the run, listed as the run's
+        output (the UI's Models column; a run without one counts as an evaluation run). Costs three writes to
+        the store and two file uploads per run (README "Speed"); the folder comes from :func:`model_writer`.
+        """
+        from mlflow.entities import LoggedModelOutput
+
+        model = _retry(lambda: self.client.create_logged_model(
+            self.experiment_id, name=MODEL_NAME, source_run_id=run_id, model_type="nnlab-mlp",
+            params={k: str(v)[:6000] for k, v in (params or {}).items()}), "creating the model", self.uri)
+        try:
+            with model_writer().files(net, finite, example, run_id, model.model_id, model.artifact_location
+                                      ) as (shared, own):
+                for folder in (shared, own):
+                    _retry(lambda f=folder: self.client.log_model_artifacts(model.model_id, str(f)),
+                           "uploading the model", self.uri)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the original error matters more
+                self.client.finalize_logged_model(model.model_id, "FAILED")
+            raise
+        _retry(lambda: self.client.finalize_logged_model(model.model_id, "READY"), "finalizing the model", self.uri)
+        _retry(lambda: self.client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=int(step))]),
+               "linking the model to its run", self.uri)
+        return model.model_id
+
     def get_run(self, run_id: str) -> Any:
         return _retry(lambda: self.client.get_run(run_id), f"reading run {run_id}", self.uri)
 
     def search_runs(self, filter_string: str = "", max_results: int = 5000) -> list[Any]:
         return _retry(lambda: self.client.search_runs([self.experiment_id], filter_string=filter_string,
                                                       max_results=max_results), "searching runs", self.uri)
+
+
+def log_folder_run(experiment: str, name: str, folder: Path, params: Mapping[str, Any],
+                   metrics: Mapping[str, Any], ok: bool, description: str | None = None, uri: str | None = None
+                   ) -> tuple[Tracker, str]:
+    """One finished run for a measurement without a Hydra grid (the measured studies): its params, the numeric
+    `metrics`, and every file of `folder` as artifacts; FINISHED if `ok`, else FAILED. Returns (tracker, run id)."""
+    tracker = Tracker(resolve_uri(uri), experiment, description=description)
+    tags = {"nnlab.study": experiment, "nnlab.status": "finished" if ok else "failed"}
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["nnlab.dvc_experiment"] = os.environ["DVC_EXP_NAME"]
+    run_id = tracker.start_run(name, tags)
+    try:
+        tracker.log_params(run_id, params)
+        numbers = {k: float(v) for k, v in metrics.items()
+                   if isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)}
+        tracker.log_metrics(run_id, numbers)
+        tracker.log_artifacts(run_id, folder)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            tracker.end_run(run_id, "FAILED")
+        raise
+    tracker.end_run(run_id, "FINISHED" if ok else "FAILED")
+    return tracker, run_id
+
+
+def register_best(uri: str, experiment: str, name: str, metric: str = "val_acc", alias: str = "best",
+                  description: str | None = None) -> tuple[Any, Any]:
+    """Register the model of `experiment`'s best run under `name`; point `alias` at the new version.
+
+    Best = the highest `metric` (mean over seeds; by default VALIDATION accuracy: a choice made on test would be
+    optimistically biased), ties broken by the lower validation loss, among the FINISHED runs with a model.
+    Returns (model version, run). Raises TrackingError (one line) when there is nothing to register.
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = _retry(lambda: client.get_experiment_by_name(experiment), "reading the experiment", uri)
+    if exp is None:
+        raise TrackingError(f"no MLflow experiment {experiment!r} in {uri}; run the study first "
+                            f"(python -m src.train -m experiment={experiment}) or name another with --experiment")
+    runs = _retry(lambda: client.search_runs(
+        [exp.experiment_id], filter_string=f"attributes.status = 'FINISHED' and metrics.{metric} > -1e300",
+        order_by=[f"metrics.{metric} DESC", "metrics.val_loss ASC"], max_results=5000), "searching runs", uri)
+    best = next((r for r in runs if r.outputs and r.outputs.model_outputs), None)
+    if best is None:
+        raise TrackingError(f"experiment {experiment!r} has no finished run with a model and a {metric!r} metric "
+                            f"({len(runs)} finished runs with the metric); runs log a model unless "
+                            "tracking.model=false")
+    model_id = best.outputs.model_outputs[-1].model_id
+    try:
+        client.create_registered_model(name, description=description, tags={"nnlab.study": experiment})
+    except MlflowException as exc:
+        if "already exists" not in str(exc).lower() and "RESOURCE_ALREADY_EXISTS" not in str(exc):
+            raise
+        if description:
+            client.update_registered_model(name, description=description)
+    m = best.data.metrics
+    tags = {"nnlab.study": experiment, "nnlab.config": best.info.run_name, "selected_on": metric,
+            **{k: f"{m[k]:.4g}" for k in ("val_acc", "test_acc", "test_acc_ci95") if k in m}}
+    version = client.create_model_version(name, source=f"models:/{model_id}", run_id=best.info.run_id, tags=tags,
+                                          model_id=model_id,
+                                          description=f"{best.info.run_name}: best {metric} of {experiment!r}")
+    client.set_registered_model_alias(name, alias, version.version)
+    return version, best
 
 
 def check_reachable(uri: str, timeout: float = 5.0, busy_wait: float = 60.0) -> None:

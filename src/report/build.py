@@ -3,7 +3,7 @@
 It walks the study registry (``src.studies.all_studies``): for every folder of ``results/`` the report states the
 study's claim in one sentence, the VERDICT computed from the data by the study's rule (``src/studies/<study>.py``:
 confirmed / refuted / nuanced, with the numbers it used), a table (mean ± 95% CI over replicas) and the figures:
-leaderboard bars and validation curves per job for the Hydra grids (``runs.csv`` + ``curves/jobNNN.csv``), and
+leaderboard bars and validation curves per job for the Hydra grids (``runs.csv`` + ``curves.csv``), and
 each study's own tables and figures (S2's histogram grids, the toys' trajectories, S7's per-net table, ...).
 Studies that have not been run are listed and skipped, so the report builds from whatever exists.
 

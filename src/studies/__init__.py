@@ -40,6 +40,16 @@ def all_studies() -> dict[str, Study]:
     return dict(sorted(found.items(), key=lambda kv: (kv[1].order, kv[0])))
 
 
+def description(name: str) -> str | None:
+    """A registered study's title and claims, as Markdown: its MLflow experiment's description (None otherwise)."""
+    study = all_studies().get(name)
+    if study is None:
+        return None
+    claims = "".join(f"- {v.claim}\n" for v in study.judge([], {}))
+    where = (f"Preset `conf/experiment/{name}.yaml`" if study.grid else f"`python -m src.studies {name}`")
+    return f"**{study.title}**\n\n{claims}\n{where}; results in `results/{name}/`; verdict in `reports/index.html`."
+
+
 def get(name: str) -> Study:
     """The study `name`; a one-line KeyError naming the registered ones otherwise."""
     studies = all_studies()

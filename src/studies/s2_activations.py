@@ -34,10 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from src.files import atomic_write_json, atomic_write_text
+from src.files import atomic_write_text
+from src.lab.results import write_measured
 from src.lab.stats import summary
 from src.studies.base import Section, Study, Table, Verdict, metric, missing, tally
 from src.studies.sections import copy_figure, fmt, read_csv, read_metrics
+
+HEADLINE = ("tanh_std001_last_std", "tanh_std1_saturated_mean", "tanh_xavier_last_std", "relu_he_last_over_first_std",
+            "deep_sigmoid_xavier_grad_first_over_last")  # metrics.json: what `dvc metrics show` prints
 
 # name -> (activation, hidden layers, width)
 NETS: dict[str, tuple[str, int, int]] = {
@@ -216,7 +220,7 @@ def run(out: Path, replicas: int = 5, samples: int = SAMPLES, seed: int = 0, fig
     atomic_write_text(out / "layer_stats.csv", _csv(act_rows))
     atomic_write_text(out / "grad_norms.csv", _csv(grad_rows))
     metrics = headline(act_rows, grad_rows)
-    atomic_write_json(out / "metrics.json", metrics)
+    write_measured(out, metrics, HEADLINE)
     if figures:
         from src.plots import activations as plots
 

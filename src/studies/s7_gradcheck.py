@@ -23,10 +23,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from src.files import atomic_write_json, atomic_write_text
+from src.files import atomic_write_text
 from src.lab.gradcheck import THRESHOLD, GradcheckError, check_config, table
+from src.lab.results import write_measured
 from src.studies.base import CONFIRMED, NUANCED, REFUTED, Section, Study, Table, Verdict, metric, missing
 from src.studies.sections import read_csv, read_metrics
+
+HEADLINE = ("max_rel_error", "nets_checked", "nets_failed")  # metrics.json: what `dvc metrics show` prints
 
 # The nets of the DVC stage: (label, overrides, eps, threshold); None = the command line's value.
 # Small widths keep the O(#params) finite differences quick.
@@ -83,7 +86,7 @@ def run_suite(out: Path, *, threshold: float, batch: int, replicas: int, eps: fl
         "nets_checked": len(worst),
         "nets_failed": failed,
     })
-    atomic_write_json(out / "metrics.json", metrics)
+    write_measured(out, metrics, HEADLINE)
     print(f"\n{len(worst) - failed}/{len(worst)} nets pass (max relative error at eps {eps:g}: {max(standard):.2e}, "
           f"threshold {threshold:g})")
     return failed

@@ -1,7 +1,7 @@
 """Reading a study's results folder and the report section every Hydra-grid study has.
 
 `results/<study>/` holds what the DVC stage wrote: `runs.csv` (one row per job, `src/lab/results.py`),
-`curves/jobNNN.csv`, `metrics.json`, and for measured studies their own CSVs and figures. The grid section is a
+`curves.csv`, `metrics.json`, and for measured studies their own CSVs and figures. The grid section is a
 jobs table (best test accuracy first), test accuracy per job and validation curves per job; a study adds its own
 tables or figures by giving `Study(section=...)` a function that starts from :func:`grid_section`.
 """
@@ -41,21 +41,12 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def read_curve(path: Path) -> dict[str, list[float]]:
-    """A `curves/jobNNN.csv` as columns of floats (NaN where empty)."""
-    cols: dict[str, list[float]] = {}
-    for row in read_csv(path):
-        for k, v in row.items():
-            try:
-                cols.setdefault(k, []).append(float(v) if v not in ("", None) else math.nan)
-            except ValueError:
-                cols.setdefault(k, []).append(math.nan)
-    return cols
-
-
 def read_metrics(study_dir: Path) -> dict[str, Any]:
-    """A study folder's metrics.json ({} when absent or unreadable)."""
-    p = study_dir / "metrics.json"
+    """A study folder's numbers: a measured study's `summary.json` (every number; its `metrics.json` holds only
+    the headline DVC shows, src/lab/results.py), else `metrics.json`; {} when absent or unreadable."""
+    p = study_dir / "summary.json"
+    if not p.exists():
+        p = study_dir / "metrics.json"
     if not p.exists():
         return {}
     try:
@@ -139,7 +130,7 @@ def grid_section(study: Study, study_dir: Path, figdir: Path) -> Section:
     if curves is not None:
         sec.figures.append(("Validation curves per job (mean over replicas)", curves))
     else:
-        sec.notes.append(f"no curves found in {study_dir / 'curves'}")
+        sec.notes.append(f"no curves found in {study_dir / 'curves.csv'}")
     return sec
 
 
@@ -158,14 +149,17 @@ def _leaderboard(study: str, ordered: list[dict[str, Any]], figdir: Path) -> Pat
 def _curves(study: str, rows: list[dict[str, Any]], study_dir: Path, figdir: Path) -> Path | None:
     from src.plots.grids import curves_by_job
 
+    p = study_dir / "curves.csv"
+    if not p.exists():
+        return None
     curves: dict[str, dict[str, list[float]]] = {}
-    for r in sorted(rows, key=lambda r: r.get("job", 0.0) if isinstance(r.get("job"), float) else 0.0):
-        job = r.get("job")
-        if not (isinstance(job, float) and math.isfinite(job)):
-            continue
-        p = study_dir / "curves" / f"job{int(job):03d}.csv"
-        if p.exists():
-            curves[str(r.get("name", f"job{int(job)}"))] = read_curve(p)
+    for row in read_csv(p):  # long format: config, epoch, train_loss, val_loss, ... (src/lab/results.py)
+        c = curves.setdefault(row.pop("config", "?"), {})
+        for k, v in row.items():
+            try:
+                c.setdefault(k, []).append(float(v) if v not in ("", None) else math.nan)
+            except ValueError:
+                c.setdefault(k, []).append(math.nan)
     if not curves:
         return None
     return curves_by_job(curves, figdir / f"{study}_curves.png", title=f"{study}: validation loss and accuracy per job")

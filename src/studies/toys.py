@@ -31,9 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from src.files import atomic_write_json, atomic_write_text
+from src.files import atomic_write_text
+from src.lab.results import write_measured
 from src.studies.base import CONFIRMED, NUANCED, REFUTED, Section, Study, Table, Verdict, metric, missing, tally
 from src.studies.sections import copy_figure, fmt, read_metrics
+
+# metrics.json: what `dvc metrics show` prints (summary.json has every number)
+HEADLINE = ("s3_sgd_final_f", "s3_adam_final_f", "s4_noclip_overflow_step", "s4_clipvalue100_final_loss")
 
 START = (-7.0, 2.0)
 STEPS = 30
@@ -135,7 +139,7 @@ def run(out: Path, figures: bool = True) -> dict[str, float]:
         metrics[f"s4_{key}_final_loss"] = float(r["loss"][-1]) if finite[-1] else float("inf")
         bad = np.flatnonzero(~finite)
         metrics[f"s4_{key}_overflow_step"] = float(bad[0]) if bad.size else -1.0
-    atomic_write_json(out / "metrics.json", {k: (v if np.isfinite(v) else str(v)) for k, v in metrics.items()})
+    write_measured(out, {k: (v if np.isfinite(v) else str(v)) for k, v in metrics.items()}, HEADLINE)
     if figures:
         from src.plots import toys as plots
 
