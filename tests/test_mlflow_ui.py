@@ -1,10 +1,11 @@
 """The MLflow UI in a real headless Chromium: `mlflow ui` on the sweep's store, the page the sweep's last line
 points to, the runs table with nnlab's runs, their dataset and model, and the study's claim as description.
 
-Why the URL carries `?workflowType=machine_learning`: MLflow 3.17's UI picks its GenAI view (an empty Traces page)
-or its model-training view (the runs table) from that parameter or its sidebar switch, and ignores the
-experiment's `mlflow.experimentKind` tag for that choice (measured here: the same experiment without the parameter
-opens on the GenAI Overview). nnlab still sets the tag, which other MLflow versions and the experiment list read.
+Why the URL carries `?workflowType=machine_learning`: MLflow 3.17.2's UI picks its GenAI view (an empty Traces
+page) or its model-training view (the runs table) from that parameter or its sidebar switch, and ignores the
+experiment's `mlflow.experimentKind` tag for that choice (measured by hand: the same experiment without the
+parameter opens on the GenAI Overview). nnlab still sets the tag, which other MLflow versions read. The README
+tells the user to open the link the sweep prints last; this test opens exactly that link, in one browser session.
 Skipped, with the reason, where Chromium is absent. A screenshot is written to the test's tmp folder (and to
 $NNLAB_SCREENSHOTS when set).
 """
