@@ -36,7 +36,7 @@ def repo(project) -> Path:  # noqa: ANN001
 def _check_sweep(repo: Path, study: str, n: int = 3) -> None:
     rows = list(csv.DictReader((repo / f"results/{study}/runs.csv").read_text().splitlines()))
     assert len(rows) == n, rows
-    assert {r["status"] for r in rows} == {"finished"}
+    assert {r["status"] for r in rows} == {"finished"}, rows  # a failed row carries its error
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=env_for(repo)["MLFLOW_TRACKING_URI"])

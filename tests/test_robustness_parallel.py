@@ -50,8 +50,11 @@ class CountingTracker:
             self.points |= {(k, int(s)) for s, v in zip(steps, vals, strict=True) if np.isfinite(v)}
         return len(self.points)
 
-    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0, model_id: str | None = None) -> None:
         self.log_series(run_id, {k: ([step], [v]) for k, v in metrics.items()})
+
+    def log_model(self, run_id: str, *args: Any, **kwargs: Any) -> str:
+        return "model"  # a model is files and a model record, no metric point of the run
 
     def set_tags(self, *a: Any, **k: Any) -> None:
         pass

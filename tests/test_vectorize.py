@@ -144,7 +144,9 @@ def test_vectorized_sweep_records_one_child_per_config(project) -> None:  # noqa
     proc = py(["-m", "src.train", "-m", "experiment=smoke", "hydra/sweeper=vectorized", "train.epochs=20",
                "train.lr=0.05,0.1"], repo, timeout=600)
     assert "6 configs packed into 1 jobs" in proc.stdout
-    rows = list(csv.DictReader((repo / "results/smoke/runs.csv").read_text().splitlines()))
+    assert not (repo / "results").exists()  # results/ is the pipeline's: a sweep by hand writes its sweep folder
+    (table,) = (repo / "multirun/smoke").glob("*/runs.csv")
+    rows = list(csv.DictReader(table.read_text().splitlines()))
     assert len(rows) == 6 and {r["status"] for r in rows} == {"finished"}
     assert len({r["run_id"] for r in rows}) == 6
     records = sorted((repo / "multirun/smoke").glob("*/*/result.json"))  # multirun/<study>/<time>/<config>/
