@@ -23,27 +23,28 @@ from __future__ import annotations
 import argparse
 import sys
 
+from src import cli_args
 from src.lab.gradcheck import THRESHOLD, GradcheckError, check_config, table
 
 
 def main(argv: list[str] | None = None) -> int:
     """Check the configured net; exit 0 (pass), 1 (a parameter above --threshold) or 2 (bad config or data)."""
-    ap = argparse.ArgumentParser(
+    ap = cli_args.Parser(
         prog="python -m src.gradcheck", description=__doc__.splitlines()[0],
         epilog="Any other argument is a Hydra override, as for `python -m src.train` (e.g. model=bn init=xavier).",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threshold", type=float, default=THRESHOLD,
+    ap.add_argument("--threshold", type=cli_args.positive, default=THRESHOLD,
                     help="largest relative error that passes (default 1e-7; ReLU kinks may need 1e-5, see above)")
-    ap.add_argument("--eps", type=float, default=1e-7, help="finite-difference step (default 1e-7)")
-    ap.add_argument("--batch", type=int, default=16, help="training rows used (default 16)")
-    ap.add_argument("--replicas", type=int, default=2, help="replicas (seeds) checked at once (default 2)")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the weights, the batch and the dropout masks")
+    ap.add_argument("--eps", type=cli_args.positive, default=1e-7, help="finite-difference step (default 1e-7)")
+    ap.add_argument("--batch", type=cli_args.count(1_000_000), default=16, help="training rows used (default 16)")
+    ap.add_argument("--replicas", type=cli_args.count(4096), default=2,
+                    help="replicas (seeds) checked at once (default 2)")
+    ap.add_argument("--seed", type=cli_args.seed, default=0,
+                    help="seed of the weights, the batch and the dropout masks")
     args, overrides = ap.parse_known_args(argv)
     bad = [o for o in overrides if o.startswith("-")]
     if bad:
         ap.error(f"unknown option {bad[0]}")
-    if not (args.threshold > 0 and args.eps > 0 and args.batch >= 1 and args.replicas >= 1):
-        ap.error("--threshold and --eps must be > 0, --batch and --replicas >= 1")
     try:
         rows, desc = check_config(overrides, batch=args.batch, replicas=args.replicas, eps=args.eps,
                                   seed=args.seed)

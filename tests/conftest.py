@@ -4,6 +4,8 @@
   developer's ``data/`` is never touched);
 - ``compose``: the config ``python -m src.train <overrides>`` would run (Hydra's compose API, via the pre-flight's
   own `compose`, so ``study``/``results_dir`` are derived from the preset as in a real run);
+- ``mlflow_template``: an empty MLflow SQLite store made once per session (creating one runs MLflow's ~60
+  migrations, seconds); copy it where a test needs a store;
 - ``project``: a throw-away copy of the project (tests/e2e_utils.make_project) with datasets copied in, for the
   end-to-end tests that run real Hydra/MLflow/DVC processes.
 """
@@ -78,3 +80,10 @@ def tracked_sweep(project: Callable[..., Path], tmp_path_factory: pytest.TempPat
               repo, timeout=600)
     return SimpleNamespace(repo=repo, uri=env_for(repo)["MLFLOW_TRACKING_URI"], sweep=sweep, stdout=proc.stdout,
                            stderr=proc.stderr)
+def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty, complete MLflow SQLite store (copy it: never write to this one)."""
+    from src.lab.tracking import ensure_store
+
+    db = tmp_path_factory.mktemp("mlflow_template") / "template.db"
+    ensure_store(f"sqlite:///{db}")
+    return db

@@ -30,11 +30,9 @@ BASIC = "hydra/sweeper=basic"  # one job per config: these sweeps interrupt job 
 
 
 @pytest.fixture(scope="module")
-def repo(project) -> Path:  # noqa: ANN001
+def repo(project, mlflow_template: Path) -> Path:  # noqa: ANN001
     repo = project("intr")
-    # One empty store, copied into each test: creating a SQLite store costs ~3 s.
-    subprocess.run([sys.executable, "-c", "import sys; from src.lab.tracking import Tracker; Tracker(sys.argv[1], 'x')",
-                    f"sqlite:///{repo / 'template.db'}"], cwd=repo, env=env_for(repo), check=True, timeout=120)
+    shutil.copy(mlflow_template, repo / "template.db")  # copied into each test: creating a store costs seconds
     return repo
 
 
@@ -159,6 +157,81 @@ def test_sweep_interrupted_everything_killed(repo: Path, tmp_path: Path, case: s
     recs = records.read_results(sweep, parents[0].info.run_id)
     assert len(recs) == n_running and {r["status"] for r in recs} == {"killed"}
     _no_temp_files(sweep)
+
+
+def _busy_jobs(sweep: Path) -> list[Path]:
+    return list(sweep.glob("*/.nnlab_busy"))
+
+
+def _wait_busy(p: subprocess.Popen[str], sweep: Path, n: int, timeout: float = 120) -> list[int]:
+    """Wait until n jobs are training (their busy markers exist); return their worker pids."""
+    t0 = time.monotonic()
+    while len(_busy_jobs(sweep)) < n:
+        assert p.poll() is None, p.communicate()
+        assert time.monotonic() - t0 < timeout, "the jobs did not start"
+        time.sleep(0.2)
+    time.sleep(1.0)  # let training run a few epochs
+    return sorted(int(m.read_text()) for m in _busy_jobs(sweep))
+
+
+@pytest.mark.e2e
+def test_sigkill_of_the_launcher_stops_its_workers(repo: Path, tmp_path: Path) -> None:
+    """SIGKILL of a joblib sweep's launcher: the workers notice their parent is gone, end their runs KILLED with
+    their history and exit (before: they trained on for hours); the next launch ends the parent KILLED (before:
+    RUNNING forever, even after a resume)."""
+    import psutil
+
+    db, sweep = tmp_path / "m.db", tmp_path / "sweep"
+    args = ["-m", "optimizer=sgd,adam", "train.epochs=10000000", "train.seeds=2", "study=orph", "train.progress=false",
+            "tracking.artifacts=false", *JOBLIB]  # 2 packed jobs (the optimizer is not packable), one per worker
+    p = _start(repo, db, [*args, f"hydra.sweep.dir={sweep}"])
+    workers = _wait_busy(p, sweep, 2)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait(timeout=10)
+    t0 = time.monotonic()
+    while any(psutil.pid_exists(w) and psutil.Process(w).status() != "zombie" for w in workers):
+        assert time.monotonic() - t0 < 120, "the orphaned workers go on training"
+        time.sleep(0.2)
+    client, runs = _runs(db)
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == 2 and {c.info.status for c in children} == {"KILLED"}
+    assert all(len(client.get_metric_history(c.info.run_id, "val_loss")) >= 2 for c in children)
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    assert parent.info.status == "RUNNING"  # its process died before it could end it: the next launch does
+    p = _start(repo, db, ["-m", "train.epochs=5", "train.seeds=1", "study=orph", "train.progress=false",
+                          "tracking.artifacts=false", f"hydra.sweep.dir={tmp_path / 'next'}"])
+    _, err = _finish(p, timeout=120)
+    assert p.returncode == 0, err
+    client, runs = _runs(db)
+    assert client.get_run(parent.info.run_id).info.status == "KILLED"
+    assert {r.info.status for r in runs} == {"KILLED", "FINISHED"}
+
+
+@pytest.mark.e2e
+def test_sigkill_of_one_worker_spares_its_neighbour(repo: Path, tmp_path: Path) -> None:
+    """One worker SIGKILLed (the OOM killer): its neighbour finishes its job (before: loky SIGKILLed it at once,
+    its run KILLED with no metrics), the sweep stops with one line and exit 1, the parent is FAILED."""
+    db, sweep = tmp_path / "m.db", tmp_path / "sweep"
+    args = ["-m", "train.epochs=20000,100000000", "train.log_every=1000", "train.seeds=2", "study=oom",
+            "train.progress=false",
+            "tracking.artifacts=false", f"hydra.sweep.dir={sweep}", *JOBLIB]  # a short and an endless job
+    p = _start(repo, db, args)
+    _wait_busy(p, sweep, 2)
+    by_job = {("100000000" in (m.parent / ".hydra" / "overrides.yaml").read_text()): int(m.read_text())
+              for m in _busy_jobs(sweep)}
+    victim, neighbour = by_job[True], by_job[False]
+    os.kill(victim, signal.SIGKILL)
+    took, err = _finish(p, timeout=300)
+    lines = [ln for ln in err.splitlines() if ln.startswith("nnlab: error:")]
+    assert p.returncode == 1 and len(lines) == 1 and "a worker process died (SIGKILL" in lines[0], err[-3000:]
+    assert "Traceback" not in err
+    client, runs = _runs(db)
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == 1 and children[0].info.status == "FINISHED", "the neighbour's job, finished"
+    assert children[0].data.tags["nnlab.pid"] == str(neighbour)
+    assert children[0].data.metrics["epochs_used"] == 20000
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    assert parent.info.status == "FAILED" and "worker process died" in parent.data.tags["nnlab.error"]
 
 
 @pytest.mark.e2e

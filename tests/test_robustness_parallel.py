@@ -4,17 +4,24 @@
   the launching process before any worker starts (a fresh store hit by several processes at once breaks in
   MLflow's migrations); every run is counted, and every run's (metric, step) points are compared, as a set, with
   what the job logs for that config (computed in-process through the same `src.lab.job` code with a counting tracker).
-- A real `mlflow server` on 127.0.0.1 as the target of a 3-job sweep.
+- A real `mlflow server` on 127.0.0.1 as the target of a 3-job sweep; 4 threads creating one new experiment on it
+  at once, 10 times; and the server going away mid-sweep (a TCP proxy in front of it is closed after job 1).
+- Two sweeps of one study launched at the same instant into a brand-new SQLite store (issue 13, item 1: 12 of 12
+  such tries lost every job of one sweep; item 4: a shared folder, a job without its parent, results/<study>/ from
+  whichever finished last).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -124,8 +131,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def mlflow_server(tmp_path: Path, repo: Path):
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory, repo: Path, mlflow_template: Path):
+    """A real `mlflow server` on 127.0.0.1 (one per module: it takes ~10 s to answer), on a copy of the template."""
+    tmp_path = tmp_path_factory.mktemp("server")
+    shutil.copy(mlflow_template, tmp_path / "server.db")
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - closed below
@@ -175,4 +185,162 @@ def test_sweep_into_an_mlflow_server(repo: Path, tmp_path: Path, mlflow_server: 
         found = {(k, m.step) for k in c.data.metrics for m in client.get_metric_history(c.info.run_id, k)}
         assert {k for k, _ in found} == {k for k, _ in expected} and len(found) == len(expected)
     assert "leaderboard.md" in {a.path for a in client.list_artifacts(parents[0].info.run_id)}
-    assert list((tmp_path / "artifacts").rglob("leaderboard.md")), "artifacts went through the server"
+
+
+def test_concurrent_experiment_creation_on_a_server(mlflow_server: str) -> None:
+    """4 launches opening one new experiment on one server at the same instant, 10 times: one experiment each."""
+    from src.lab.tracking import Tracker
+
+    for rep in range(10):
+        barrier, ids, errors = threading.Barrier(4), [], []
+
+        def open_it(rep: int = rep, barrier: threading.Barrier = barrier, ids: list = ids,  # noqa: B006
+                    errors: list = errors) -> None:  # noqa: B006
+            barrier.wait()
+            try:
+                ids.append(Tracker(mlflow_server, f"race{rep}").experiment_id)
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(repr(exc))
+
+        threads = [threading.Thread(target=open_it) for _ in range(4)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(60)
+        assert errors == [] and len(ids) == 4 and len(set(ids)) == 1, (rep, errors, ids)
+
+
+class _Proxy:
+    """A TCP proxy to `target` on a free port; :meth:`close` makes the tracking server "go away" at once."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = target_port
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while chunk := src.recv(65536):
+                dst.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() alone would not
+        self.sock.close()
+        for c in self.conns:
+            with contextlib.suppress(OSError):
+                c.shutdown(socket.SHUT_RDWR)
+                c.close()
+
+
+def test_server_going_away_mid_sweep(repo: Path, tmp_path: Path, mlflow_server: str) -> None:
+    """The server goes away after job 1 of 4: the sweep ends in seconds (before: MLflow retried each call for ~4
+    minutes, ~25 minutes in all), exits 1 saying how many jobs failed, each failure naming the server; once it
+    is back, a resume ends the orphaned parent KILLED and runs only the 3 failed jobs."""
+    proxy = _Proxy(int(mlflow_server.rsplit(":", 1)[1]))
+    url = f"http://127.0.0.1:{proxy.port}"
+    args = [sys.executable, "-m", "src.train", "-m", BASIC, "train.seed=0,1,2,3", *JOB, "train.epochs=3000",
+            "study=gone", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    p = subprocess.Popen(args, cwd=repo, env=env_for(repo, MLFLOW_TRACKING_URI=url), text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        while not (tmp_path / "sweep" / "0" / "result.json").exists():
+            assert p.poll() is None, p.communicate()
+            time.sleep(0.05)
+        proxy.close()
+        _, err = p.communicate(timeout=120)  # MLflow's default retries would take ~4 minutes per call
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    assert p.returncode == 1, err[-3000:]
+    assert "nnlab: error: 3 of 4 jobs FAILED" in err, err[-3000:]
+    failures = [ln for ln in err.splitlines() if ": FAILED: " in ln]
+    assert len(failures) == 3 and all(f"MLflow server {url} went away" in ln for ln in failures), failures
+    assert "Traceback" not in err
+
+    back = _Proxy(int(mlflow_server.rsplit(":", 1)[1]))
+    url2 = f"http://127.0.0.1:{back.port}"
+    try:
+        run([sys.executable, "-m", "src.train", "-m", BASIC, "train.seed=0,1,2,3", *JOB, "train.epochs=3000",
+             "study=gone", "resume=true", f"hydra.sweep.dir={tmp_path / 'again'}"], repo, timeout=300,
+            MLFLOW_TRACKING_URI=url2)
+    finally:
+        back.close()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(mlflow_server)
+    runs = client.search_runs([client.get_experiment_by_name("gone").experiment_id])
+    parents = sorted((r for r in runs if "mlflow.parentRunId" not in r.data.tags), key=lambda r: r.info.start_time)
+    assert [r.info.status for r in parents] == ["KILLED", "FINISHED"], "the orphaned parent ended by the resume"
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert sorted(r.info.status for r in children) == ["FINISHED"] * 4, "job 1 once, the 3 failed ones rerun"
+
+
+def test_two_sweeps_of_one_study_at_once_into_a_new_store(repo: Path, tmp_path: Path) -> None:
+    """Two launches of one study at the same instant into a store that does not exist yet: no job lost, each
+    sweep its own folder (same second) and parent run, and results/<study>/ is exactly one sweep's (the one
+    started last owns it; the other says so)."""
+    (tmp_path / "new").mkdir()
+    db = tmp_path / "new" / "mlflow.db"
+    args = [sys.executable, "-m", "src.train", "-m", BASIC, "train.seed=0,1,2", *JOB, "study=twin",
+            f"results_dir={tmp_path / 'results'}"]
+    env = env_for(repo, MLFLOW_TRACKING_URI=f"sqlite:///{db}")
+    procs = [subprocess.Popen(args, cwd=repo, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(2)]
+    errs = []
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        errs.append(err)
+        assert p.returncode == 0, err[-3000:]
+    assert not any("migration" in e.lower() or "already exists" in e for e in errs), errs
+    con = sqlite3.connect(db)
+    try:
+        parents = con.execute("select r.run_uuid, t.value from runs r join tags t on r.run_uuid = t.run_uuid "
+                              "where t.key = 'nnlab.sweep_dir'").fetchall()
+        kids = con.execute("select value, count(*) from tags where key = 'mlflow.parentRunId' group by value"
+                           ).fetchall()
+        statuses = {r[0] for r in con.execute("select status from runs")}
+    finally:
+        con.close()
+    assert len(parents) == 2 and parents[0][1] != parents[1][1], "one folder per sweep"
+    assert sorted(kids) == sorted((pid, 3) for pid, _ in parents), "every job under its own sweep's parent"
+    assert statuses == {"FINISHED"}
+    owners = [pid for pid, _ in parents if _children_of(db, pid) == _csv_run_ids(tmp_path)]
+    assert len(owners) == 1, "results/<study>/ is one sweep's, whole"
+    assert sum("is left to the sweep started after this one" in e for e in errs) == 1, errs
+
+
+def _csv_run_ids(tmp_path: Path) -> set[str]:
+    import csv
+
+    with open(tmp_path / "results" / "runs.csv") as f:
+        return {row["run_id"] for row in csv.DictReader(f)}
+
+
+def _children_of(db: Path, parent: str) -> set[str]:
+    con = sqlite3.connect(db)
+    try:
+        return {r[0] for r in con.execute("select run_uuid from tags where key = 'mlflow.parentRunId' and value = ?",
+                                          (parent,))}
+    finally:
+        con.close()

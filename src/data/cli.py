@@ -7,26 +7,20 @@ import json
 import sys
 from collections.abc import Sequence
 
+from src import cli_args
 from src.data.dataset import DatasetError
 from src.data.recipes import NAMES
 from src.data.store import generate_all, load
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error (no usage dump) and exit code 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m src.data", description="Generate, save and inspect nnlab's datasets.")
+    p = cli_args.Parser(prog="python -m src.data", description="Generate, save and inspect nnlab's datasets.")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="{generate,show}")
     g = sub.add_parser("generate", help="make and save datasets (npz + json card + png)")
-    g.add_argument("--out", default="data", help="output directory (default: data)")
+    g.add_argument("--out", type=cli_args.output_dir, default="data", help="output directory (default: data)")
     g.add_argument("--only", nargs="+", choices=NAMES, metavar="NAME", default=None,
                    help=f"subset of datasets (default: all): {', '.join(NAMES)}")
-    g.add_argument("--seed", type=int, default=0,
+    g.add_argument("--seed", type=cli_args.seed, default=0,
                    help="generation/split seed (default 0; course variants ignore it)")
     s = sub.add_parser("show", help="print a saved dataset's card")
     s.add_argument("name", choices=NAMES, metavar="NAME", help=f"one of: {', '.join(NAMES)}")

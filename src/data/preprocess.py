@@ -9,6 +9,10 @@ import numpy as np
 
 from src.data.dataset import SPLITS, Dataset, DatasetError, digest, freeze
 
+# Refused rather than trained: beyond this, a feature's square (a variance, a loss, a weight gradient) overflows
+# float64 in the first step, and the run would be reported as "diverged" when the input itself is unusable.
+MAX_FEATURE = 1e150
+
 
 def transform(ds: Dataset, shift: float = 0.0, scale: float = 1.0, standardize: bool | None = None) -> Dataset:
     """The dataset with its features re-scaled: a pure function of ``ds`` (study S6, preprocessing).
@@ -33,7 +37,12 @@ def transform(ds: Dataset, shift: float = 0.0, scale: float = 1.0, standardize: 
     if standardize is False and card.get("standardized") and card.get("mean") is not None:
         mu, sd = np.asarray(card["mean"], dtype=np.float64), np.asarray(card["std"], dtype=np.float64)
         X = {s: x * sd + mu for s, x in X.items()}
-    X = {s: x * float(scale) + float(shift) for s, x in X.items()}
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, in one line
+        X = {s: x * float(scale) + float(shift) for s, x in X.items()}
+    largest = max(float(np.abs(x).max()) for x in X.values())
+    if not largest < MAX_FEATURE:  # also catches inf/nan: squares (variances, losses) must stay finite
+        raise DatasetError(f"data.scale={scale!r} with data.shift={shift!r} makes features as large as {largest:.3g}; "
+                           f"valid: |x * scale + shift| < {MAX_FEATURE:.0e} (larger squares overflow float64)")
     mean = std = None
     if standardize:
         mu = X["train"].mean(axis=0)

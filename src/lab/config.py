@@ -9,7 +9,10 @@ and what is valid. The names of the choices come from `src.nn` and `src.data` th
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +21,10 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "identity")
 SHUFFLES = ("random", "course")
+
+
+STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+SEED_LIMIT = 2**32
 
 
 class ConfigError(ValueError):
@@ -121,6 +128,7 @@ class TrainCfg:
     shuffle: str = "random"
     dtype: str = "float64"
     progress: bool | None = None  # null: a progress bar only when stdout is a terminal (never in DVC's logs)
+    max_memory_gb: float = 4.0  # refuse a run estimated above this (src/lab/memory.py); does not change results
 
 
 @dataclass
@@ -197,6 +205,10 @@ def register() -> None:
     for name, fn in (("nnlab.study", _study),):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
+    if not OmegaConf.has_resolver("nnlab.launch"):
+        # Cached like Hydra's own ${now:...}: resolved once in the launching process, and Hydra copies the cache
+        # into every job's config, so all jobs of a sweep agree on its folder.
+        OmegaConf.register_new_resolver("nnlab.launch", lambda: str(os.getpid()), use_cache=True)
 
 
 def _preset(root: Any) -> str | None:
@@ -258,13 +270,17 @@ def validate(cfg: DictConfig | Config) -> None:
     from src.nn import initializers, optimizers, schedules
 
     c: Any = cfg
-    if not str(c.study).strip():
-        raise _bad("study", c.study, "a non-empty name (the MLflow experiment and results/<study>/)")
+    _finite_everywhere(c)
+    if not STUDY_NAME.match(str(c.study)):
+        raise _bad("study", c.study, "1-100 letters, digits, '_', '-' or '.', starting with a letter or digit (it "
+                   "names the MLflow experiment and the results/ and multirun/ folders)")
     _choice("data.name", c.data.name, data.NAMES)
     if not math.isfinite(c.data.shift):
         raise _bad("data.shift", c.data.shift, "a finite number")
     _positive("data.scale", c.data.scale, allow_none=False)
     hidden = list(c.model.hidden)
+    if any(isinstance(h, bool) or not isinstance(h, int) for h in hidden):
+        raise _bad("model.hidden", _plain(c.model.hidden), "a list of integer layer sizes, e.g. [10, 5]")
     if any(h < 1 for h in hidden):
         raise _bad("model.hidden", hidden, "a list of layer sizes >= 1, e.g. [10, 5] (or [] for no hidden layer)")
     _choice("model.activation", c.model.activation, ACTIVATIONS)
@@ -291,6 +307,13 @@ def validate(cfg: DictConfig | Config) -> None:
         raise _bad("train.seed", t.seed, "an integer >= 0 (replica r uses seed + r)")
     if t.seeds < 1:
         raise _bad("train.seeds", t.seeds, "an integer >= 1 (the number of replicas)")
+    if t.seed + t.seeds - 1 >= SEED_LIMIT:
+        raise _bad("train.seed", t.seed, f"train.seed + train.seeds - 1 < 2**32 (={SEED_LIMIT}; NumPy's legacy "
+                   "seeds, used by init.course and shuffle=course)")
+    _positive("train.max_memory_gb", t.max_memory_gb, allow_none=False)
+    if c.optimizer.eps is not None and not c.optimizer.eps > 0:
+        raise _bad("optimizer.eps", c.optimizer.eps, "a finite number > 0 (Adam/RMSprop/Adagrad divide by "
+                   "sqrt(v) + eps: 0 gives 0/0 wherever a gradient is exactly 0), or null for the default")
     if t.log_every < 1:
         raise _bad("train.log_every", t.log_every, "an integer >= 1")
     _choice("train.shuffle", t.shuffle, SHUFFLES)
@@ -308,6 +331,26 @@ def validate(cfg: DictConfig | Config) -> None:
             build()
         except (ValueError, TypeError) as exc:
             raise ConfigError(str(exc).splitlines()[0]) from exc
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node) if isinstance(node, DictConfig | ListConfig) else node
+
+
+def _finite_everywhere(c: Any) -> None:
+    """No key takes nan or inf: a non-finite number is always a typo or an overflow, never a setting (`null` is
+    the spelling of "off"). Without this, `model.leaky_slope=nan` trained and was reported as diverged."""
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{path}.{k}" if path else str(k))
+        elif isinstance(node, list):
+            for v in node:
+                walk(v, path)
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise _bad(path, node, "a finite number (no key takes nan or inf; null switches an option off)")
+
+    walk(to_container(c) if isinstance(c, DictConfig) else dataclasses.asdict(c), "")
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:

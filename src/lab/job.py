@@ -30,14 +30,16 @@ from omegaconf import DictConfig
 
 from src import data
 from src.files import atomic_write_json, atomic_write_text
-from src.lab import records, signals
+from src.lab import memory, records, signals
 from src.lab.artifacts import write_artifacts
-from src.lab.build import Built, build, load_dataset
+from src.lab.build import Built, build, layer_sizes, load_dataset
 from src.lab.config import ConfigError, to_container, validate
 from src.lab.loop import FitResult, fit
 from src.lab.tracking import (
     PARENT_FILE,
+    PARENT_RUN_ENV,
     ROOT,
+    SWEEP_DIR_ENV,
     Tracker,
     TrackingError,
     dataset_input,
@@ -107,9 +109,10 @@ def _summary_line(rec: dict[str, Any]) -> str:
             f"{m.get('wall_time_s', 0):.1f}s{run}")
 
 
-def find_done(tracker: Tracker, chash: str) -> Any | None:
-    """The finished (or diverged) run of this config hash in the tracker's experiment, if any (`resume=true`)."""
-    runs = tracker.search_runs(f"tags.`nnlab.config_hash` = '{chash}' and attributes.status = 'FINISHED'")
+def find_done(tracker: Tracker, key: str) -> Any | None:
+    """The finished (or diverged) run with this resume key (:func:`src.lab.records.resume_key`) in the tracker's
+    experiment, if any (`resume=true`)."""
+    runs = tracker.search_runs(f"tags.`nnlab.resume_key` = '{key}' and attributes.status = 'FINISHED'")
     for run in runs:
         if run.data.tags.get("nnlab.status") in DONE_STATUSES:
             return run
@@ -130,11 +133,20 @@ def run_job(cfg: DictConfig, ctx: JobContext | None = None, trained: Any = None)
     rec: dict[str, Any] = {"name": name, "num": ctx.num, "overrides": ctx.overrides, "config_hash": chash,
                            "status": "failed", "run_id": None, "parent_run_id": None, "metrics": {},
                            "study": cfg.study, "sweep_total": int(total) if total else None}
-    parent_file = ctx.sweep_dir / PARENT_FILE if ctx.sweep_dir else None
-    if parent_file is not None and parent_file.exists():
-        rec["parent_run_id"] = parent_file.read_text().strip() or None
+    rec["parent_run_id"] = parent_run_id(ctx.sweep_dir)
     with signals.interrupts():
         return _run(cfg, ctx, cfg_dict, chash, rec, trained)
+
+
+def parent_run_id(sweep_dir: Path | None) -> str | None:
+    """The sweep's parent run: from the environment its launcher set (local launchers: each concurrent sweep's
+    workers inherit their own), else from the file in the sweep folder (remote launchers)."""
+    if sweep_dir is None:
+        return None
+    if os.environ.get(SWEEP_DIR_ENV) == str(sweep_dir) and os.environ.get(PARENT_RUN_ENV):
+        return os.environ[PARENT_RUN_ENV]
+    parent_file = sweep_dir / PARENT_FILE
+    return (parent_file.read_text().strip() or None) if parent_file.exists() else None
 
 
 def _run(cfg: DictConfig, ctx: JobContext, cfg_dict: dict[str, Any], chash: str, rec: dict[str, Any],
@@ -143,12 +155,16 @@ def _run(cfg: DictConfig, ctx: JobContext, cfg_dict: dict[str, Any], chash: str,
     run_id: str | None = None
     try:
         validate(cfg)
+        ds = load_dataset(cfg)
+        memory.check(cfg, layer_sizes(cfg, ds), {s: len(getattr(ds, f"y_{s}")) for s in ("train", "val", "test")})
+        rec["resume_key"] = records.resume_key(chash, ds.digest())
         if cfg.tracking.enabled:
             tracker = Tracker(resolve_uri(cfg.tracking.uri), cfg.tracking.experiment or cfg.study,
                               description=None if ctx.multirun else description_for(cfg.study))
-            if cfg.get("resume", False) and _already_done(tracker, chash, rec, ctx):
+            if not ctx.multirun:
+                tracker.end_orphaned_runs()  # runs of processes that died (SIGKILL) without ending them
+            if cfg.get("resume", False) and _already_done(tracker, rec, ctx):
                 return float(rec["metrics"].get("val_loss", float("nan")))
-        ds = load_dataset(cfg)
         if tracker is not None:
             run_id = rec["run_id"] = _start_run(tracker, cfg, chash, ds, rec, ctx)
             tracker.log_params(run_id, flatten(cfg_dict))
@@ -159,16 +175,17 @@ def _run(cfg: DictConfig, ctx: JobContext, cfg_dict: dict[str, Any], chash: str,
             raise KeyboardInterrupt
     except KeyboardInterrupt:
         rec["status"] = "killed"
-        _close(tracker, run_id, "KILLED", rec)
+        # The record first: a launcher waiting for this run to end may stop the sweep (and this process) as soon
+        # as the run is ended (it was the flaky "one record missing" of the SIGTERM-to-one-worker test).
         atomic_write_json(ctx.out_dir / records.RESULT_FILE, rec)
-        if ctx.multirun:
-            signals.hand_over_to_launcher()
+        _close(tracker, run_id, "KILLED", rec)
         raise
     except (ConfigError, data.DatasetError, TrackingError, ValueError, FloatingPointError, MemoryError) as exc:
         rec["error"] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         _record_failure(tracker, run_id, rec, ctx)
         print(_summary_line(rec), file=sys.stderr, flush=True)
         if not ctx.multirun:
+            exc.nnlab_reported = True  # type: ignore[attr-defined] # said in one line: src.train exits 1, no traceback
             raise
         return float("nan")
     except Exception as exc:  # an unexpected bug: record it, keep the sweep going, show the traceback
@@ -184,9 +201,10 @@ def _run(cfg: DictConfig, ctx: JobContext, cfg_dict: dict[str, Any], chash: str,
     return float(rec["metrics"].get("val_loss", float("nan")))
 
 
-def _already_done(tracker: Tracker, chash: str, rec: dict[str, Any], ctx: JobContext) -> bool:
-    """`resume=true`: if this config already finished in the experiment, record that run instead; True if so."""
-    done = find_done(tracker, chash)
+def _already_done(tracker: Tracker, rec: dict[str, Any], ctx: JobContext) -> bool:
+    """`resume=true`: if this config already finished in the experiment on the same data with the same code,
+    record that run instead; True if so."""
+    done = find_done(tracker, rec["resume_key"])
     if done is None:
         return False
     rec.update(status=done.data.tags.get("nnlab.status", "finished"), run_id=done.info.run_id,
@@ -201,7 +219,8 @@ def _start_run(tracker: Tracker, cfg: DictConfig, chash: str, ds: data.Dataset, 
     """The job's MLflow child run (under the sweep's parent run, if any), tagged with what identifies it."""
     tags = {"nnlab.study": rec["study"], "nnlab.config_hash": chash, "nnlab.status": "running",
             "nnlab.dataset_hash": ds.digest(), "nnlab.git_commit": records.git_commit(ROOT),
-            "nnlab.overrides": " ".join(ctx.overrides)[:5000], "nnlab.sweep_id": rec["parent_run_id"] or "none"}
+            "nnlab.overrides": " ".join(ctx.overrides)[:5000], "nnlab.sweep_id": rec["parent_run_id"] or "none",
+            "nnlab.resume_key": rec["resume_key"], "nnlab.code_digest": records.code_digest()}
     if os.environ.get("DVC_EXP_NAME"):  # run by `dvc exp run`: which DVC experiment this run belongs to
         tags["nnlab.dvc_experiment"] = os.environ["DVC_EXP_NAME"]
     run_id = tracker.start_run(rec["name"], tags, parent_id=rec["parent_run_id"])
@@ -210,9 +229,9 @@ def _start_run(tracker: Tracker, cfg: DictConfig, chash: str, ds: data.Dataset, 
 
 
 def _record_failure(tracker: Tracker | None, run_id: str | None, rec: dict[str, Any], ctx: JobContext) -> None:
-    """A failed job: its run ended FAILED (with the error as a tag), its record written."""
-    _close(tracker, run_id, "FAILED", rec)
+    """A failed job: its record written, then its run ended FAILED (with the error as a tag)."""
     atomic_write_json(ctx.out_dir / records.RESULT_FILE, rec)
+    _close(tracker, run_id, "FAILED", rec)
 
 
 def _close(tracker: Tracker | None, run_id: str | None, status: str, rec: dict[str, Any]) -> None:

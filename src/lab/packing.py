@@ -171,7 +171,7 @@ def _left_out(cfg: DictConfig, subs: list[DictConfig]) -> set[int]:
     records each of them (as failed, or as resumed)."""
     from src.lab import job
     from src.lab.config import ConfigError, to_container, validate
-    from src.lab.records import config_hash
+    from src.lab.records import config_hash, resume_key
     from src.lab.tracking import Tracker, resolve_uri
 
     bad: set[int] = set()
@@ -181,8 +181,12 @@ def _left_out(cfg: DictConfig, subs: list[DictConfig]) -> set[int]:
         except (ConfigError, ValueError):
             bad.add(k)
     if cfg.get("resume", False) and cfg.tracking.enabled:
+        from src.lab.build import load_dataset
+
         tracker = Tracker(resolve_uri(cfg.tracking.uri), cfg.tracking.experiment or cfg.study)
-        bad |= {k for k in range(len(subs)) if job.find_done(tracker, config_hash(to_container(subs[k]))) is not None}
+        digest = load_dataset(subs[0]).digest()  # a pack shares its data (data.* is never a packable path)
+        bad |= {k for k in range(len(subs)) if k not in bad and job.find_done(
+            tracker, resume_key(config_hash(to_container(subs[k])), digest)) is not None}
     return bad
 
 

@@ -24,7 +24,7 @@ _SKIP_FLAGS = {"-h", "--help", "--hydra-help", "-i", "--info", "-c", "--cfg", "-
                "--version", "-p", "--package", "--resolve"}
 _ARG_FLAGS = {"-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir", "-c", "--cfg",
               "-p", "--package", "-i", "--info", "-sc", "--shell-completion", "--experimental-rerun"}
-ROOT_EXTRA_KEYS = {"hydra"}
+ROOT_EXTRA_KEYS = {"hydra", "pack"}  # pack: a packed job's configs, added by the vectorized sweeper
 MAX_COMPOSE = 400
 
 
@@ -105,10 +105,13 @@ def _expand(override_strings: list[str]) -> tuple[list[str], dict[str, list[str]
     for ov in OverridesParser.create().parse_overrides(override_strings):
         key = ov.get_key_element()
         if ov.is_sweep_override():
-            try:
-                sweeps[key] = [f"{key}={v}" for v in ov.sweep_string_iterator()]
-            except Exception:  # noqa: BLE001 - interval sweeps (optuna) have no finite list
-                continue
+            if ov.is_interval_sweep():
+                raise PreflightError(f"{ov.input_line}: an interval has no list of values to run, and nnlab's "
+                                     "sweepers (vectorized, basic) only enumerate; give a list (0.01,0.03,0.1), "
+                                     "range(...) or choice(...)")
+            sweeps[key] = [f"{key}={v}" for v in ov.sweep_string_iterator()]
+            if not sweeps[key]:
+                raise PreflightError(f"{ov.input_line} gives no values to sweep (an empty range or choice)")
         else:
             fixed.append(ov.input_line or f"{key}={ov.get_value_element_as_str()}")
     return fixed, sweeps
@@ -129,26 +132,86 @@ def compose(overrides: list[str]) -> Any:
         return hydra_compose(config_name="config", overrides=overrides, return_hydra_config=True)
 
 
-def _check_one(overrides: list[str], seen_data: set[tuple[str, str]]) -> Any:
-    from src import data
-    from src.lab.tracking import check_reachable, resolve_uri
+def _check_one(overrides: list[str], seen: dict[str, Any], multirun: bool) -> Any:
+    """Compose one job's config and check everything about it that can fail later; return the config."""
+    from src.lab import build, memory
+    from src.lab.tracking import check_store, resolve_uri
 
     try:
         cfg = compose(overrides)
+        _resolve_all(cfg)
     except Exception as exc:  # noqa: BLE001 - every composition error becomes one line
         raise PreflightError(one_line(exc)) from exc
-    extra = set(cfg.keys()) - {f.name for f in dataclasses.fields(Config)} - ROOT_EXTRA_KEYS
-    if extra:
-        valid = ", ".join(f.name for f in dataclasses.fields(Config))
-        raise PreflightError(f"unknown key {sorted(extra)[0]!r}; valid top-level keys: {valid}")
+    _check_keys(cfg)
     validate(cfg)
-    key = (str(cfg.data.name), str(cfg.data.dir))
-    if key not in seen_data:
-        seen_data.add(key)
-        data.load(cfg.data.name, cfg.data.dir)
-        if cfg.tracking.enabled:
-            check_reachable(resolve_uri(cfg.tracking.uri))
+    _check_hydra(cfg, multirun)
+    key = f"{cfg.data.name}|{cfg.data.dir}|{cfg.data.shift}|{cfg.data.scale}|{cfg.data.standardize}"
+    if key not in seen:
+        seen[key] = build.load_dataset(cfg)  # the file, and the preprocessing's magnitudes
+    ds = seen[key]
+    try:
+        memory.check(cfg, build.layer_sizes(cfg, ds), {s: len(getattr(ds, f"y_{s}")) for s in ("train", "val", "test")})
+    except memory.MemoryLimitError as exc:
+        raise PreflightError(str(exc)) from None
+    uri = resolve_uri(cfg.tracking.uri)
+    if cfg.tracking.enabled and f"uri|{uri}" not in seen:
+        seen[f"uri|{uri}"] = True
+        check_store(uri)
     return cfg
+
+
+def _resolve_all(cfg: Any) -> None:
+    """Every interpolation resolves and no value is left `???` (missing): these failed inside the job."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    for key in cfg:
+        if key != "hydra":
+            value = cfg[key]  # a missing scalar raises here
+            if isinstance(value, DictConfig | ListConfig):
+                OmegaConf.to_container(value, resolve=True, throw_on_missing=True)
+
+
+def _check_keys(cfg: Any) -> None:
+    """Every key is in the schema, at any depth: `+train.lrate=0.5` (a typo with `+`) was silently ignored."""
+    from omegaconf import DictConfig
+
+    def walk(node: Any, schema: Any, path: str) -> None:
+        fields = {f.name: f for f in dataclasses.fields(schema)}
+        for k in node:
+            if not path and k in ROOT_EXTRA_KEYS:
+                continue
+            if k not in fields:
+                where = path.rstrip(".") or "the root"
+                raise PreflightError(f"unknown key {path + str(k)!r} (added with +?); valid keys under {where}: "
+                                     f"{', '.join(fields)}")
+            f = fields[k]
+            sub = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+            if dataclasses.is_dataclass(sub) and isinstance(node._get_node(k), DictConfig):
+                walk(node[k], type(sub), f"{path}{k}.")
+
+    walk(cfg, Config, "")
+
+
+def _check_hydra(cfg: Any, multirun: bool) -> None:
+    """Hydra's own keys that otherwise fail after work has started: the launcher's worker count and the output
+    folders (job folders, `results_dir`)."""
+    from src.files import OutputPathError, check_output_dir
+
+    launcher = cfg.hydra.get("launcher") or {}
+    n_jobs = launcher.get("n_jobs") if hasattr(launcher, "get") else None
+    if n_jobs is not None:
+        cpus = os.cpu_count() or 1
+        if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -cpus:
+            raise PreflightError(f"hydra.launcher.n_jobs={n_jobs!r} is invalid; valid: an integer >= 1 (workers), "
+                                 f"or -1 .. -{cpus} (all CPUs, all but one, ...)")
+    folders = {"hydra.sweep.dir": cfg.hydra.sweep.dir} if multirun else {"hydra.run.dir": cfg.hydra.run.dir}
+    if multirun and cfg.get("results_dir"):
+        folders["results_dir"] = cfg.results_dir
+    for key, folder in folders.items():
+        try:
+            check_output_dir(str(folder), key=key)
+        except OutputPathError as exc:
+            raise PreflightError(str(exc)) from None
 
 
 def check(argv: list[str]) -> int:
@@ -164,9 +227,10 @@ def check(argv: list[str]) -> int:
         key = next(iter(sweeps))
         raise PreflightError(f"{key} has several values ({', '.join(v.split('=', 1)[1] for v in sweeps[key])}) "
                              "but this is a single run; add -m/--multirun to sweep")
-    seen: set[tuple[str, str]] = set()
+    _check_config_name(argv)
+    seen: dict[str, Any] = {}
     first = fixed + [vals[0] for vals in sweeps.values()]
-    base = _check_one(first, seen)
+    base = _check_one(first, seen, multirun)
     if multirun:
         preset = base.hydra.sweeper.get("params") or {}
         preset_ov = [f"{k}={v}" for k, v in preset.items() if k not in sweeps and f"{k}=" not in " ".join(fixed)]
@@ -182,12 +246,31 @@ def check(argv: list[str]) -> int:
         for val in vals[1:] if multirun else []:
             if n_compose >= MAX_COMPOSE:
                 break
-            _check_one(fixed + others + [val], seen)
+            _check_one(fixed + others + [val], seen, multirun)
             n_compose += 1
     total = 1
     for vals in sweeps.values():
         total *= len(vals)
     return total
+
+
+def _check_config_name(argv: list[str]) -> None:
+    """`--config-name`/`-cn` names a config of conf/, and `--config-path`/`--config-dir` an existing folder (the
+    pre-flight check composes conf/config; another primary config is not checked further)."""
+    it = iter(argv)
+    for a in it:
+        flag, eq, value = a.partition("=")
+        if flag not in ("-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir"):
+            continue
+        value = value if eq else next(it, "")
+        if flag in ("-cn", "--config-name"):
+            names = sorted(p.stem for p in CONF_DIR.glob("*.yaml"))
+            if value.removesuffix(".yaml") not in names:
+                raise PreflightError(f"--config-name={value!r} is not a config of {CONF_DIR}; valid: "
+                                     f"{', '.join(names)}")
+        elif not Path(CONF_DIR.parent / "src" / value if flag in ("-cp", "--config-path") and not
+                      Path(value).is_absolute() else value).is_dir():
+            raise PreflightError(f"{flag} {value!r} is not a folder")
 
 
 def preflight(argv: list[str]) -> None:

@@ -26,7 +26,8 @@ from src.lab.stats import summary
 
 RESULT_FILE = "result.json"
 # Keys that do not change what is computed: they are left out of the config hash used by resume.
-_VOLATILE = {("tracking",), ("resume",), ("train", "progress"), ("results_dir",)}
+_VOLATILE = {("tracking",), ("resume",), ("train", "progress"), ("train", "max_memory_gb"), ("results_dir",),
+             ("data", "dir")}  # where the files live: the dataset digest in the resume key covers their content
 
 
 def nanmean_rows(a: np.ndarray) -> np.ndarray:
@@ -45,6 +46,45 @@ def config_hash(cfg: Mapping[str, Any]) -> str:
 
     blob = json.dumps(strip(cfg), sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# Modules of src/lab that cannot change a number a job reports (where runs are logged, how sweeps are driven and
+# signals handled, what is checked up front). Every other module of src/nn and src/lab counts, new ones included.
+NOT_RESULTS_CODE = {"tracking", "sweep", "sweeper", "signals", "preflight", "results", "artifacts", "memory",
+                    "speed", "gradcheck"}
+
+
+def resume_key(chash: str, dataset_digest: str) -> str:
+    """What `resume=true` matches: a config is done only if a run finished with this same key.
+
+    The key is the config hash, the digest of the dataset as trained on (after preprocessing), and the digest of
+    the code that computes results (:func:`code_digest`). Why all three: keyed on the config alone, a resume after
+    `python -m src.data generate --seed 7` reported the old data's results as done.
+    """
+    blob = f"{chash}|{dataset_digest}|{code_digest()}".encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@functools.cache
+def code_digest() -> str:
+    """A digest of the code that computes results: every module of src/nn and src/lab except NOT_RESULTS_CODE,
+    parsed, with docstrings dropped (comments never reach the syntax tree), so an edit of the maths, the loop or
+    the metrics changes it and a documentation or formatting edit does not. Computed once per process (~50 ms)."""
+    import ast
+
+    src = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    files = sorted((src / "nn").rglob("*.py")) + sorted(p for p in (src / "lab").glob("*.py")
+                                                         if p.stem not in NOT_RESULTS_CODE)
+    for path in files:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                    and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+                node.body = body[1:] or [ast.Pass()]  # type: ignore[attr-defined]
+        h.update(path.relative_to(src).as_posix().encode() + b"\0" + ast.dump(tree).encode() + b"\0")
+    return h.hexdigest()[:16]
 
 
 @functools.lru_cache(maxsize=8)

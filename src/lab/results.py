@@ -9,13 +9,14 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from src.files import atomic_write_json, atomic_write_text
+from src.files import atomic_folder, atomic_write_json, atomic_write_text
 
 LEADER_KEYS = ("test_acc", "test_acc_ci95", "val_acc", "train_acc", "test_loss", "epochs_used", "best_epoch",
                "diverged_fraction", "wall_time_s")
@@ -68,18 +69,37 @@ def _num(v: Any) -> str:
     return f"{float(v):.6g}"
 
 
+# What nnlab writes into results/<study>/ (and may therefore replace); anything else there (DVC's .gitignore, a
+# user's notes) is carried over by src.files.atomic_folder, never deleted.
+RESULT_FILES = ("runs.csv", "metrics.json", "curves.csv", "leaderboard.md")
+CURVE_FILE = re.compile(r"job\d{3,}\.csv")  # curves/jobNNN.csv: what nnlab wrote before curves.csv
+
+
+def is_result_file(rel: Path) -> bool:
+    """Whether `rel` (relative to results/<study>/) is a file nnlab writes there."""
+    return (len(rel.parts) == 1 and rel.name in RESULT_FILES) or (
+        len(rel.parts) == 2 and rel.parts[0] == "curves" and CURVE_FILE.fullmatch(rel.name) is not None)
+
+
 def write_results(out: Path, rows: list[dict[str, Any]], sweep_dir: Path) -> None:
-    """`runs.csv`, `metrics.json` (`dvc metrics show`), `curves.csv` (`dvc plots show`) and `leaderboard.md`.
+    """`runs.csv`, `metrics.json` (`dvc metrics show`), `curves.csv` (`dvc plots show`) and `leaderboard.md`,
+    written as one whole: the folder is always one sweep's complete results (src.files.atomic_folder).
 
     `curves.csv` is long format, one row per (config, epoch), the config named as its MLflow run: DVC draws it as
     ONE plot per study with a line per config (the `by_config` template, conf/dvc/by_config.json), instead of one
     plot per `jobNNN.csv` that says nothing of its config.
     """
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "runs.csv", runs_csv(rows))
-    atomic_write_json(out / "metrics.json", headline(rows))
-    atomic_write_text(out / "curves.csv", curves_csv(rows, sweep_dir))
-    atomic_write_text(out / "leaderboard.md", leaderboard_text(leaderboard_rows(rows)) + "\n")
+    with atomic_folder(out, is_result_file) as tmp:
+        write_result_files(tmp, rows, sweep_dir)
+
+
+def write_result_files(folder: Path, rows: list[dict[str, Any]], sweep_dir: Path) -> None:
+    """The files of :func:`write_results`, each written atomically into `folder` (the sweep's own folder, which
+    only this sweep writes, or write_results' temp folder)."""
+    atomic_write_text(folder / "runs.csv", runs_csv(rows))
+    atomic_write_json(folder / "metrics.json", headline(rows))
+    atomic_write_text(folder / "curves.csv", curves_csv(rows, sweep_dir))
+    atomic_write_text(folder / "leaderboard.md", leaderboard_text(leaderboard_rows(rows)) + "\n")
 
 
 def headline(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -15,12 +15,15 @@ Who uses what, and why:
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -62,12 +65,25 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 @contextmanager
 def interrupts() -> Iterator[None]:
     """Inside the block the first Ctrl-C or SIGTERM raises KeyboardInterrupt and later ones are ignored; the
-    previous handlers are back afterwards."""
+    previous handlers are back afterwards. Nested blocks keep the outer block's state: a packed job's configs are
+    recorded one by one after its shared fit was interrupted, and a repeated signal must not cut that short."""
+    if _depth:
+        _depth.append(1)
+        try:
+            yield
+        finally:
+            _depth.pop()
+        return
     old = install(_raise_interrupt)
+    _depth.append(1)
     try:
         yield
     finally:
+        _depth.pop()
         restore(old)
+
+
+_depth: list[int] = []  # nesting of interrupts() blocks in this process
 
 
 def mark_launcher() -> None:
@@ -86,6 +102,7 @@ def hand_over_to_launcher() -> None:
     launcher = os.environ.get(LAUNCHER_PID_ENV)
     if not launcher or int(launcher) == os.getpid():
         return
+    job_done()  # this job's record is written: the launcher need not wait for it
     try:
         os.kill(int(launcher), signal.SIGTERM)
     except OSError:  # the launcher is gone: nothing to wait for
@@ -134,3 +151,141 @@ def deferred(active: bool = True) -> Iterator[None]:
                 handler(held[0], None)
             elif handler == signal.SIG_DFL:
                 signal.raise_signal(held[0])
+
+
+# --- jobs in worker processes: busy markers, the launcher's death, a neighbour's death ------------------------
+BUSY_FILE = ".nnlab_busy"  # in a job's output folder while the job runs: "<pid>"
+STOP_FILE = ".nnlab_stop"  # in a sweep folder: jobs that start after it appeared do nothing (a worker died)
+PARENT_POLL_S = 1.0
+ORPHAN_GRACE_S = 300.0  # an orphaned worker's job may take this long to record its runs KILLED, then it exits
+_watchdog: threading.Thread | None = None
+_busy: list[Path] = []  # the marker of the job running in this process (at most one)
+
+
+@contextmanager
+def job_running(out_dir: Path) -> Iterator[None]:
+    """Mark `out_dir` as a running job of this process for the block (see :func:`wait_for_jobs`); in a worker
+    process also start the watchdog that stops the job if the launching process dies."""
+    marker = Path(out_dir) / BUSY_FILE
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(str(os.getpid()))
+    _busy.append(marker)
+    _watch_launcher()
+    try:
+        yield
+    finally:
+        job_done()
+
+
+def job_done() -> None:
+    """This process's job has written its record: a waiting launcher may go on (called before a worker sleeps in
+    :func:`hand_over_to_launcher`, and when the job ends)."""
+    while _busy:
+        _busy.pop().unlink(missing_ok=True)
+
+
+def running_jobs(sweep_dir: Path) -> list[Path]:
+    """The busy markers under `sweep_dir` whose process is alive (a dead worker's marker does not count)."""
+    import psutil
+
+    alive = []
+    for marker in Path(sweep_dir).glob(f"**/{BUSY_FILE}"):
+        try:
+            pid = int(marker.read_text().strip() or 0)
+        except (OSError, ValueError):
+            continue
+        if pid and psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+            alive.append(marker)
+    return alive
+
+
+def wait_for_jobs(sweep_dir: Path, timeout: float | None) -> bool:
+    """Wait until no live process has a job running under `sweep_dir` (records written); False on timeout."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while running_jobs(sweep_dir):
+        if deadline is not None and time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def stop_new_jobs(sweep_dir: Path) -> None:
+    """From now on, jobs of this sweep that have not started yet return at once without running."""
+    (Path(sweep_dir) / STOP_FILE).write_text(str(os.getpid()))
+
+
+def new_jobs_stopped(sweep_dir: Path | None) -> bool:
+    return sweep_dir is not None and (Path(sweep_dir) / STOP_FILE).exists()
+
+
+def _watch_launcher() -> None:
+    """In a worker process (its launcher is another process): a daemon thread notices the launcher's death
+    (this process gets re-parented) and stops the running job as SIGTERM would -- the run ends KILLED with its
+    history -- then ends this process. Why: loky workers whose launcher was SIGKILLed went on training for hours,
+    their runs RUNNING forever. Polling `getppid` works for every local launcher (joblib/loky, submitit_local)."""
+    global _watchdog
+    launcher = os.environ.get(LAUNCHER_PID_ENV)
+    if not launcher or int(launcher) == os.getpid() or _watchdog is not None:
+        return
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        if _busy:
+            os.kill(os.getpid(), signal.SIGTERM)  # the job's handler: KeyboardInterrupt -> run KILLED, record
+            deadline = time.monotonic() + ORPHAN_GRACE_S
+            while _busy and time.monotonic() < deadline:
+                time.sleep(0.2)
+        os._exit(143)
+
+    _watchdog = threading.Thread(target=watch, name="nnlab-launcher-watchdog", daemon=True)
+    _watchdog.start()
+
+
+def protect_neighbours(sweep_dir: Path, on_death: Callable[[str], None] | None = None) -> None:
+    """In the launcher of a joblib sweep: when a worker dies (SIGKILL, the OOM killer), let the other workers
+    finish the job they are running before loky kills them, start no new job, and stop the sweep in one line.
+
+    Why: loky marks its pool broken as soon as one worker dies and SIGKILLs every other worker at once (measured:
+    a healthy neighbour's run ended KILLED with no metrics, then loky's traceback). This wraps loky's
+    `terminate_broken` (its private API: the e2e test "SIGKILL one worker" fails if a joblib upgrade changes it):
+    stop new jobs, wait for the running ones to write their records, call `on_death(message)` (the sweep ends its
+    runs), then let loky proceed with :class:`WorkerDied`, which Hydra prints as one line. A no-op without joblib.
+    """
+    try:
+        from joblib.externals.loky import process_executor as pe
+    except ImportError:  # pragma: no cover - joblib is optional
+        return
+    cls = pe._ExecutorManagerThread
+    original = getattr(cls.terminate_broken, "__wrapped__", cls.terminate_broken)
+    folder = Path(sweep_dir)
+
+    def terminate_broken(self: Any, bpe: Any) -> Any:
+        stop_new_jobs(folder)
+        n = len(running_jobs(folder))
+        if n:
+            print(f"nnlab: a worker process died; waiting for the {n} running job(s) to finish before stopping "
+                  "the sweep", file=sys.stderr, flush=True)
+        wait_for_jobs(folder, timeout=None)
+        codes = str(bpe).split("exit codes of the workers are", 1)[-1].split()
+        why = codes[0].strip("{}") if codes and "exit codes" in str(bpe) else "unknown cause"
+        message = (f"nnlab: error: a worker process died ({why}: the OOM killer, or a kill) and stopped the sweep; "
+                   "its job's run is recorded KILLED, the other jobs finished first; re-run with resume=true")
+        if on_death is not None:
+            on_death(message)
+        return original(self, _worker_died_class()(message))
+
+    terminate_broken.__wrapped__ = original  # type: ignore[attr-defined]
+    cls.terminate_broken = terminate_broken
+
+
+@functools.cache
+def _worker_died_class() -> type:
+    from hydra.errors import CompactHydraException
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+    class WorkerDied(TerminatedWorkerError, CompactHydraException):
+        """A worker of the sweep died. Hydra prints a CompactHydraException as its message alone (one line)."""
+
+    return WorkerDied

@@ -20,20 +20,35 @@ import atexit
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from src.files import atomic_write_text
+from src.files import atomic_write_text, try_lock
 from src.lab import records, signals
 from src.lab.config import progress_on
-from src.lab.results import leaderboard_rows, leaderboard_text, runs_csv, write_results
-from src.lab.tracking import PARENT_FILE, ROOT, Tracker, description_for, flatten, resolve_uri, ui_hint
+from src.lab.results import leaderboard_rows, leaderboard_text, write_result_files, write_results
+from src.lab.tracking import (
+    PARENT_FILE,
+    PARENT_RUN_ENV,
+    ROOT,
+    SWEEP_DIR_ENV,
+    Tracker,
+    description_for,
+    flatten,
+    resolve_uri,
+    ui_hint,
+)
 
-WORKER_GRACE_S = 30.0  # how long an interrupted launcher waits for its workers to end their runs KILLED
+WORKER_GRACE_S = 30.0  # how long an interrupted launcher waits for its workers to record their runs KILLED
+OUTCOME: dict[str, int] = {}  # the last sweep of this process: {"jobs": n, "failed": k} (src.train's exit code)
+
+
+class SweepAborted(BaseException):
+    """The sweep cannot go on; one line. A BaseException so that Hydra (which turns an Exception raised by a
+    callback into a warning, and one raised by a launcher into a traceback) lets it reach src.train's CLI."""
 
 
 class SweepCallback(Callback):
@@ -42,10 +57,13 @@ class SweepCallback(Callback):
     def __init__(self) -> None:
         self.tracker: Tracker | None = None
         self.parent_id: str | None = None
+        self.sweep_dir: Path | None = None
         self._ended = False
         self._bar: Any = None
         self._old_handlers: dict[int, Any] = {}
         self._interrupted = False
+        self._dir_lock: Any = None
+        self._launch = launch_id()
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         total = os.environ.get("NNLAB_SWEEP_TOTAL")  # counted by the pre-flight check
@@ -53,16 +71,29 @@ class SweepCallback(Callback):
             from tqdm.auto import tqdm
 
             self._bar = tqdm(total=int(total), desc=f"sweep {config.study}", unit="job", position=0)
-        sweep_dir = Path(config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        (sweep_dir / PARENT_FILE).unlink(missing_ok=True)
+        sweep_dir = self.sweep_dir = Path(config.hydra.sweep.dir)
+        self._dir_lock = try_lock(sweep_dir / SWEEP_LOCK)
+        if self._dir_lock is None:
+            raise SweepAborted(f"hydra.sweep.dir={sweep_dir} is in use by another running sweep; choose another "
+                               "folder, or leave hydra.sweep.dir unset (each sweep then gets its own)")
+        for stale in (PARENT_FILE, signals.STOP_FILE):
+            (sweep_dir / stale).unlink(missing_ok=True)
+        OUTCOME.clear()
+        os.environ[SWEEP_DIR_ENV] = str(sweep_dir)
         signals.mark_launcher()  # an interrupted worker stops the sweep through us
+        if "joblib" in str(config.hydra.launcher.get("_target_", "")):
+            signals.protect_neighbours(sweep_dir, on_death=self.abort)
         self._old_handlers = signals.install(self._on_signal)
+        if config.get("results_dir"):
+            claim_results(Path(config.results_dir), self._launch)
         if not config.tracking.enabled:
             return
         try:
             self.tracker = Tracker(resolve_uri(config.tracking.uri), config.tracking.experiment or config.study,
                                    description=description_for(config.study))
+            ended = self.tracker.end_orphaned_runs()
+            if ended:
+                print(f"nnlab: ended {ended} orphaned RUNNING run(s) of dead processes as KILLED", flush=True)
             self.parent_id = self.tracker.start_run(
                 f"sweep {sweep_dir.name}",
                 {"nnlab.study": config.study, "nnlab.sweep_dir": str(sweep_dir),
@@ -74,26 +105,34 @@ class SweepCallback(Callback):
                 self.tracker.log_params(self.parent_id, sweep_params(config))
             except Exception as exc:  # noqa: BLE001 - the parent's params are not worth losing the sweep's runs
                 print(f"nnlab: warning: could not log the sweep's params: {exc}", file=sys.stderr, flush=True)
-        except Exception as exc:  # noqa: BLE001 - Hydra would swallow it; say it loudly, jobs run unparented
-            print(f"nnlab: error: could not create the sweep's parent run: {exc}", file=sys.stderr, flush=True)
-            return
+        except Exception as exc:  # noqa: BLE001 - no job runs without its parent run: stop before any work
+            signals.restore(self._old_handlers)
+            raise SweepAborted(f"could not create the sweep's parent run: {str(exc).strip().splitlines()[0]}"
+                               ) from exc
         atomic_write_text(sweep_dir / PARENT_FILE, self.parent_id)
-        os.environ["NNLAB_PARENT_RUN_ID"] = self.parent_id
+        os.environ[PARENT_RUN_ENV] = self.parent_id
         atexit.register(self._end_if_open, "KILLED")
 
-    def _end_if_open(self, status: str) -> None:
+    def _end_if_open(self, status: str, error: str | None = None) -> None:
         if self._ended or self.tracker is None or self.parent_id is None:
             return
         self._ended = True
         try:
-            if status == "KILLED":  # children of workers that died without ending their runs (SIGKILL, OOM)
+            if status != "FINISHED":  # children of workers that died without ending their runs (SIGKILL, OOM)
                 for run in self._running_children():
-                    self.tracker.set_tags(run.info.run_id, {"nnlab.status": "killed"})
+                    self.tracker.set_tags(run.info.run_id, {"nnlab.status": "killed", "nnlab.error": (
+                        error or "the sweep stopped before this job ended")[:5000]})
                     self.tracker.end_run(run.info.run_id, "KILLED")
-            self.tracker.set_tags(self.parent_id, {"nnlab.status": status.lower()})
+            tags = {"nnlab.status": status.lower(), **({"nnlab.error": error[:5000]} if error else {})}
+            self.tracker.set_tags(self.parent_id, tags)
             self.tracker.end_run(self.parent_id, status)
         except Exception as exc:  # noqa: BLE001
             print(f"warning: could not end the sweep's parent run: {exc}", file=sys.stderr)
+
+    def abort(self, error: str) -> None:
+        """A worker died (called from loky's thread, see signals.protect_neighbours): end the runs still RUNNING
+        (the dead worker's) KILLED and the parent FAILED, with `error`."""
+        self._end_if_open("FAILED", error.removeprefix("nnlab: error: "))
 
     def _running_children(self) -> list[Any]:
         assert self.tracker is not None
@@ -101,17 +140,13 @@ class SweepCallback(Callback):
                                         "and attributes.status = 'RUNNING'")
 
     def _on_signal(self, signum: int, frame: Any) -> None:
-        """Stop the sweep in the launching process (in-process jobs install their own handler, see src.lab.job)."""
+        """Stop the sweep in the launching process (in-process jobs install their own handler, see src.lab.job):
+        forward SIGTERM to the workers and wait until each has written its record (and ended its run KILLED)."""
         signals.stop_listening()  # one-shot: a second Ctrl-C must not cut the wait for the workers short
         if not self._interrupted:
             self._interrupted = True
-            if signals.signal_workers(signal.SIGTERM) and self.tracker is not None and self.parent_id is not None:
-                deadline = time.monotonic() + WORKER_GRACE_S
-                try:
-                    while self._running_children() and time.monotonic() < deadline:
-                        time.sleep(0.2)
-                except Exception:  # noqa: BLE001 - never block the interrupt on the store
-                    pass
+            if signals.signal_workers(signal.SIGTERM) and self.sweep_dir is not None:
+                signals.wait_for_jobs(self.sweep_dir, WORKER_GRACE_S)
         raise KeyboardInterrupt(f"signal {signum}")
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
@@ -126,13 +161,14 @@ class SweepCallback(Callback):
             self._bar.close()
         sweep_dir = Path(config.hydra.sweep.dir)
         rows = records.read_results(sweep_dir, self.parent_id)
+        n_failed = sum(r["status"] == "failed" for r in rows)
+        OUTCOME.update(jobs=len(rows), failed=n_failed)
         table = leaderboard_rows(rows)
         text = leaderboard_text(table)
         print("\n" + text, flush=True)
-        atomic_write_text(sweep_dir / "leaderboard.md", text + "\n")
-        write_results(sweep_dir, rows, sweep_dir)
+        write_result_files(sweep_dir, rows, sweep_dir)
         if config.get("results_dir"):
-            write_results(Path(config.results_dir), rows, sweep_dir)
+            _write_owned_results(Path(config.results_dir), rows, sweep_dir, self._launch)
         if self.tracker is not None and self.parent_id is not None:
             try:
                 from src.plots.grids import leaderboard_plot
@@ -140,12 +176,10 @@ class SweepCallback(Callback):
                 fig = leaderboard_plot(table, sweep_dir / "leaderboard.png")
                 self.tracker.log_artifact(self.parent_id, sweep_dir / "leaderboard.md")
                 self.tracker.log_artifact(self.parent_id, fig)
-                csv_path = atomic_write_text(sweep_dir / "runs.csv", runs_csv(rows))
-                self.tracker.log_artifact(self.parent_id, csv_path)
+                self.tracker.log_artifact(self.parent_id, sweep_dir / "runs.csv")
                 if table:
                     self.tracker.log_table(self.parent_id, {k: [r[k] for r in table] for k in table[0]},
                                            "leaderboard.json")
-                n_failed = sum(r["status"] == "failed" for r in rows)
                 print(f"MLflow: {len(rows)} runs in experiment {self.tracker.experiment!r} (id "
                       f"{self.tracker.experiment_id}), parent run {self.parent_id}\n  to look: "
                       f"{ui_hint(self.tracker.uri, self.tracker.experiment_id)}", flush=True)
@@ -154,7 +188,36 @@ class SweepCallback(Callback):
                     self.tracker.log_metrics(self.parent_id, {"best_test_acc": table[0].get("test_acc", float("nan"))})
             except Exception as exc:  # noqa: BLE001
                 print(f"nnlab: error: could not log the leaderboard: {exc}", file=sys.stderr, flush=True)
-            self._end_if_open("FINISHED")
+            self._end_if_open("FAILED" if n_failed else "FINISHED",
+                              f"{n_failed} of {len(rows)} jobs failed" if n_failed else None)
+
+
+SWEEP_LOCK = ".nnlab_sweep.lock"  # held by the sweep's launcher for its lifetime: one sweep per folder
+OWNER_SUFFIX = ".owner"  # results/.<study>.owner: the launch that last claimed results/<study>/
+
+
+def launch_id() -> str:
+    """This launch: `<pid>-<process start time>` (unique on a host even when two sweeps start in one second)."""
+    import psutil
+
+    return f"{os.getpid()}-{psutil.Process().create_time():.2f}"
+
+
+def claim_results(out: Path, launch: str) -> None:
+    """Claim `results/<study>/` for this sweep: the sweep started last owns it (an older overlapping sweep that
+    ends later then leaves it alone instead of overwriting the newer one's results)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out.parent / f".{out.name}{OWNER_SUFFIX}", launch)
+
+
+def _write_owned_results(out: Path, rows: list[dict[str, Any]], sweep_dir: Path, launch: str) -> None:
+    owner_file = out.parent / f".{out.name}{OWNER_SUFFIX}"
+    owner = owner_file.read_text().strip() if owner_file.exists() else launch
+    if owner != launch:
+        print(f"nnlab: {out}/ is left to the sweep started after this one (launch {owner}); this sweep's results "
+              f"are in {sweep_dir}/runs.csv", file=sys.stderr, flush=True)
+        return
+    write_results(out, rows, sweep_dir)
 
 
 def sweep_params(config: DictConfig) -> dict[str, str]:

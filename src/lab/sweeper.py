@@ -12,6 +12,7 @@ been a job of its own.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import BrokenExecutor
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,12 @@ class VectorizedSweeper(BasicSweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         self.batch_index = 1
-        results = self.launcher.launch(batch, initial_job_idx=0)
+        try:
+            results = self.launcher.launch(batch, initial_job_idx=0)
+        except BrokenExecutor as exc:  # a worker died: signals.protect_neighbours already said why, in one line
+            from src.lab.sweep import SweepAborted
+
+            raise SweepAborted(str(exc).removeprefix("nnlab: error: ")) from exc
         for r in results:
             _ = r.return_value  # re-raises a job's exception, as the basic sweeper does
         return [results]

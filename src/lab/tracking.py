@@ -47,6 +47,8 @@ KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 NOTE_TAG = "mlflow.note.content"
 MODEL_NAME = "model"  # a run's model: runs:/<run id>/model
 DIGEST_CHARS = 12  # MLflow keeps at most 36 characters of a dataset digest; its own digests are 8
+PARENT_RUN_ENV = "NNLAB_PARENT_RUN_ID"  # set by the sweep's launcher for its workers, with SWEEP_DIR_ENV
+SWEEP_DIR_ENV = "NNLAB_SWEEP_DIR"
 T = TypeVar("T")
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -55,6 +57,13 @@ os.environ.setdefault("DO_NOT_TRACK", "true")
 # run once more to do so (an extra HTTP round trip per job); each job prints its own summary line instead.
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no "Downloading artifacts" bars per run
+# MLflow's own HTTP retries default to 7 attempts with a backoff factor of 2 and a 120 s timeout: about 4 minutes per
+# call to a dead server (measured), so a sweep whose server went away took ~25 minutes to fail. nnlab's bound: 2
+# retries (backoff 0 s, 2 s), 20 s per attempt; set the variables yourself to override (e.g. a rate-limited server).
+HTTP_RETRY_POLICY = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                     "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+for _k, _v in HTTP_RETRY_POLICY.items():
+    os.environ.setdefault(_k, _v)
 
 
 class TrackingError(RuntimeError):
@@ -102,26 +111,103 @@ def _sqlite_path(uri: str) -> Path | None:
         return None
     rest = uri[len("sqlite://"):].split("?", 1)[0]  # sqlite:///rel.db -> "/rel.db"; sqlite:////abs.db -> "//abs.db"
     path = rest[1:] if rest.startswith("/") else rest
-    return Path(path) if path and path != ":memory:" else None
+    return Path(path) if path and path != ":memory:" and not path.startswith("file::memory:") else None
 
 
-def _creates_store(uri: str) -> bool:
-    p = _sqlite_path(uri)
-    return p is not None and (not p.exists() or p.stat().st_size == 0)
+def _is_in_memory(uri: str) -> bool:
+    return uri.startswith("sqlite:") and (_sqlite_path(uri) is None or "mode=memory" in uri)
+
+
+# ------------------------------------------------------------------------------------------- store creation
+def ensure_store(uri: str) -> None:
+    """Create a new SQLite store once and atomically, however many processes start at the same instant.
+
+    Why: MLflow builds a new SQLite store by running ~60 schema migrations on the file in place. Two processes
+    doing that at once fail ("table experiments already exists", "duplicate column name: step": measured, every
+    second launch of a race lost its jobs) and a creation cut short (a full disk, a kill) leaves a half-migrated
+    file that no later open can fix. So: under an exclusive lock file next to the database (`.<name>.lock`, left
+    in place), the first process builds the store in a temp file in the same folder and renames it into place;
+    the others wait, see a complete store and just open it. A failure leaves no file at the target at all, and
+    the message says what to free or fix. (MLflow 3.17 has a file lock for this, `_safe_initialize_tables`, but
+    its SQLAlchemy store does not call it.) Other schemes: the server or the database creates its own schema.
+    """
+    path = _sqlite_path(uri)
+    if path is None or (path.exists() and path.stat().st_size > 0):
+        return
+    from src.files import locked
+
+    with locked(path.with_name(f".{path.name}.lock")):
+        if path.exists() and path.stat().st_size > 0:  # another process created it while we waited
+            return
+        _remove_stale_temp_stores(path)
+        tmp = path.with_name(f".{path.name}.new-{os.getpid()}")
+        try:
+            with signals.deferred():  # Ctrl-C/SIGTERM: finish (or undo) the creation first, then act
+                _build_store(tmp, path)
+                os.replace(tmp, path)
+        except Exception as exc:  # noqa: BLE001 - SQLAlchemy/alembic/OS errors: one line, nothing left behind
+            reason = _first_line(exc)
+            if "full" in reason.lower() or "space" in reason.lower() or "too large" in reason.lower():
+                reason += "; free some space and run again"
+            raise TrackingError(f"could not create the MLflow store {str(path)!r} ({reason}); nothing was left "
+                                "at that path") from exc
+        finally:
+            for leftover in (tmp, tmp.with_name(tmp.name + "-journal")):
+                leftover.unlink(missing_ok=True)
+
+
+def _build_store(tmp: Path, final: Path) -> None:
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    store = SqlAlchemyStore(f"sqlite:///{tmp}", (final.parent / "mlruns").resolve().as_uri())
+    store.engine.dispose()
+
+
+def _remove_stale_temp_stores(path: Path) -> None:
+    """Temp stores of creators that died (SIGKILL) before renaming or removing them; called under the lock."""
+    import psutil
+
+    for old in path.parent.glob(f".{path.name}.new-*"):
+        pid = old.name.rsplit("-", 1)[-1].removesuffix("-journal")
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            old.unlink(missing_ok=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# -------------------------------------------------------------------------------------------- retry policy
+_UNREACHABLE: dict[str, str] = {}  # uri -> the message: a target that went away fails every later call at once
+_CONNECTION_LOST = ("max retries exceeded", "connection refused", "failed to establish", "connection aborted",
+                    "name or service not known", "read timed out", "connect timeout", "remote end closed")
 
 
 def _retry(fn: Callable[[], T], what: str, uri: str, attempts: int = 6) -> T:
-    """Call `fn`, retrying on a busy/unavailable store with exponential back-off (0.2 s .. 6.4 s)."""
+    """Call `fn`; retry a busy SQLite store ("database is locked") with back-off (0.2 s .. 6.4 s).
+
+    Over HTTP MLflow has already retried (bounded by HTTP_RETRY_POLICY): a connection that still fails means the
+    server is gone, so the process remembers it and every later call to it fails at once with the same line.
+    """
+    if uri in _UNREACHABLE:
+        raise TrackingError(_UNREACHABLE[uri])
+    http = uri.startswith(("http://", "https://"))
     delay = 0.2
     for i in range(attempts):
         try:
             return fn()
         except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds; we classify by message
-            msg = str(exc)
-            transient = any(s in msg.lower() for s in ("locked", "busy", "temporarily", "503", "502", "timed out"))
+            msg = _first_line(exc)
+            low = msg.lower()
+            if http and any(s in low for s in _CONNECTION_LOST):
+                why = "connection refused" if "refused" in low else "no answer" if "timed out" in low else msg[:120]
+                _UNREACHABLE[uri] = (f"MLflow server {uri} went away ({why}); start it again, then re-run with "
+                                     "resume=true")
+                raise TrackingError(_UNREACHABLE[uri]) from exc
+            transient = not http and any(s in low for s in ("database is locked", "busy"))
             if not transient or i == attempts - 1:
-                first = msg.strip().splitlines()[0] if msg.strip() else type(exc).__name__
-                raise TrackingError(f"MLflow store {uri}: {what} failed: {first}") from exc
+                raise TrackingError(f"MLflow store {uri}: {what} failed: {msg}") from exc
             time.sleep(delay)
             delay *= 2
     raise AssertionError("unreachable")
@@ -130,6 +216,19 @@ def _retry(fn: Callable[[], T], what: str, uri: str, attempts: int = 6) -> T:
 def _chunks(items: Sequence[T], n: int) -> Iterable[Sequence[T]]:
     for i in range(0, len(items), n):
         yield items[i:i + n]
+
+
+HOST_TAG, PID_TAG, PID_START_TAG = "nnlab.host", "nnlab.pid", "nnlab.pid_started"
+
+
+def process_tags() -> dict[str, str]:
+    """This process as run tags: host name, pid and the pid's start time (a pid can be reused later)."""
+    import socket
+
+    import psutil
+
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()),
+            PID_START_TAG: f"{psutil.Process().create_time():.2f}"}
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -264,10 +363,14 @@ class Tracker:
 
         self.uri = uri
         self.experiment = experiment
-        with signals.deferred(_creates_store(uri)):
-            self.client = MlflowClient(tracking_uri=uri)
-            self.experiment_id = _retry(lambda: self._ensure_experiment(experiment, description),
-                                        "opening the experiment", uri)
+        if uri in _UNREACHABLE:
+            raise TrackingError(_UNREACHABLE[uri])
+        if uri.startswith("sqlite:"):
+            _check_sqlite(uri)  # never let MLflow add its tables to a foreign or broken file
+        ensure_store(uri)  # a new SQLite store: created once, atomically, whoever else starts now
+        self.client = MlflowClient(tracking_uri=uri)
+        self.experiment_id = _retry(lambda: self._ensure_experiment(experiment, description),
+                                    "opening the experiment", uri)
 
     def _ensure_experiment(self, name: str, description: str | None) -> str:
         wanted = {KIND_TAG: MODEL_TRAINING, **({NOTE_TAG: description} if description else {})}
@@ -289,8 +392,10 @@ class Tracker:
 
     # --- runs -----------------------------------------------------------------------------------
     def start_run(self, name: str, tags: Mapping[str, str] | None = None, parent_id: str | None = None) -> str:
-        """A new RUNNING run with MLflow's source tags (:func:`source_tags`), `tags`, and its parent if any."""
-        all_tags = {**source_tags(), "mlflow.runName": name, **(tags or {})}
+        """A new RUNNING run with MLflow's source tags (:func:`source_tags`), `tags`, its parent if any, and the
+        process that owns it (host, pid, its start time): a later launch ends it KILLED if that process died without
+        ending it (:meth:`end_orphaned_runs`)."""
+        all_tags = {**source_tags(), "mlflow.runName": name, **process_tags(), **(tags or {})}
         if parent_id:
             all_tags["mlflow.parentRunId"] = parent_id
         run = _retry(lambda: self.client.create_run(self.experiment_id, tags=all_tags, run_name=name),
@@ -376,6 +481,35 @@ class Tracker:
                "linking the model to its run", self.uri)
         return model.model_id
 
+    def end_orphaned_runs(self) -> int:
+        """End KILLED every RUNNING run of this experiment whose process, on this host, is gone; return how many.
+
+        Why: SIGKILL (or the OOM killer) of a launcher or a worker leaves its runs RUNNING forever (measured: the
+        parent and two children stayed RUNNING, even after a resume). A run is an orphan when it carries this
+        host's name and its pid is not alive, or is alive but started at another time (a reused pid). Runs of
+        other hosts, or without the tags (older nnlab), are left alone: their process cannot be checked from here.
+        """
+        import socket
+
+        import psutil
+
+        host, n = socket.gethostname(), 0
+        for run in self.search_runs("attributes.status = 'RUNNING'"):
+            tags = run.data.tags
+            if tags.get(HOST_TAG) != host or not str(tags.get(PID_TAG, "")).isdigit():
+                continue
+            pid, started = int(tags[PID_TAG]), tags.get(PID_START_TAG)
+            try:
+                if psutil.pid_exists(pid) and f"{psutil.Process(pid).create_time():.2f}" == started:
+                    continue
+            except psutil.Error:
+                pass
+            self.set_tags(run.info.run_id, {"nnlab.status": "killed", "nnlab.error": f"process {pid} on {host} "
+                                            "ended without ending this run (SIGKILL?); ended by a later launch"})
+            self.end_run(run.info.run_id, "KILLED")
+            n += 1
+        return n
+
     def get_run(self, run_id: str) -> Any:
         return _retry(lambda: self.client.get_run(run_id), f"reading run {run_id}", self.uri)
 
@@ -450,20 +584,39 @@ def register_best(uri: str, experiment: str, name: str, metric: str = "val_acc",
     return version, best
 
 
-def check_reachable(uri: str, timeout: float = 5.0, busy_wait: float = 60.0) -> None:
-    """Fail fast, in one line, when an http(s) tracking server does not answer (MLflow itself retries for minutes).
+SUPPORTED_URIS = ("sqlite:///path/to/mlflow.db, http(s)://host:port of an mlflow server, or a postgresql/mysql/mssql "
+                  "URI whose driver is installed")
+_DEEP_CHECK_MAX_BYTES = 1 << 30  # `PRAGMA quick_check` reads the whole file: skipped above 1 GB
 
-    A refused connection or a bad address fails at once. A server that accepts the connection but is slow to
-    answer is busy, not dead (measured: a PostgreSQL-backed server with 4 launchers logging into it on 2 cores
-    took > 5 s to answer `/health`, and the 5th launch failed its pre-flight), so it is asked again for up to
-    `busy_wait` seconds before giving up.
+
+def check_store(uri: str, timeout: float = 5.0, busy_wait: float = 60.0) -> None:
+    """Refuse, in one line and before any work, a tracking URI that cannot hold this lab's runs.
+
+    Why each check: an in-memory SQLite store "finishes" runs that vanish with the process; `ftp://`, `file:` or a
+    bare path are not tracking stores; a database URI without its driver made MLflow retry an import for minutes;
+    a dead server made every call retry for minutes; and a corrupt, truncated, locked, foreign, half-created or
+    other-version SQLite file otherwise failed with a long traceback inside the first job (or, for a foreign
+    database, silently received MLflow's 60-odd tables).
     """
-    if not uri.startswith(("http://", "https://")):
-        if uri.startswith("file:") or "://" not in uri and not uri.startswith("sqlite"):
-            raise TrackingError(f"tracking URI {uri!r} is not supported; valid: sqlite:///path/to/mlflow.db, "
-                                "http(s)://host:port of an mlflow server, or another SQL database URI")
-        _check_sqlite(uri)
-        return
+    if uri.startswith(("http://", "https://")):
+        _check_server(uri, timeout, busy_wait)
+    elif uri.startswith("sqlite:"):
+        _check_sqlite(uri, timeout, deep=True)
+    elif uri.split("://", 1)[0].split("+", 1)[0].lower() in ("postgresql", "postgres", "mysql", "mssql") \
+            and "://" in uri:
+        _check_database(uri, timeout)
+    else:
+        raise TrackingError(f"tracking URI {uri!r} is not supported; valid: {SUPPORTED_URIS}")
+
+
+check_reachable = check_store  # the name the first robustness pass used
+
+
+def _check_server(uri: str, timeout: float, busy_wait: float) -> None:
+    """The server answers `/health`. A refused connection or a bad address fails at once. A server that accepts
+    the connection but is slow to answer is busy, not dead (measured: a PostgreSQL-backed server with 4 launchers
+    logging into it on 2 cores took > 5 s to answer `/health`, and the 5th launch failed its pre-flight), so it
+    is asked again for up to `busy_wait` seconds before giving up."""
     import urllib.error
     import urllib.request
 
@@ -485,24 +638,112 @@ def check_reachable(uri: str, timeout: float = 5.0, busy_wait: float = 60.0) -> 
                                 f"`mlflow server --host 127.0.0.1` or unset MLFLOW_TRACKING_URI") from exc
 
 
-def _check_sqlite(uri: str) -> None:
-    """A SQLite store must be a database file (or not exist yet) in an existing, writable folder.
+def _check_database(uri: str, timeout: float) -> None:
+    """The SQLAlchemy driver is importable and the database answers within `timeout`."""
+    import sqlalchemy
 
-    Why: MLflow silently creates every missing parent folder, so a typo in the path would start a new, empty
-    store somewhere else; a directory or a non-database file would only fail inside the first job.
+    safe = sqlalchemy.engine.make_url(uri).render_as_string(hide_password=True)
+    try:
+        dialect = sqlalchemy.engine.make_url(uri).get_dialect()
+        dialect.import_dbapi()
+    except Exception as exc:  # noqa: BLE001 - NoSuchModuleError, ImportError
+        raise TrackingError(f"tracking URI {safe!r}: its database driver is not installed ({_first_line(exc)}); "
+                            "install it (e.g. pip install psycopg2-binary) or use another store") from exc
+    args = {"connect_timeout": int(max(1, timeout))} if dialect.name in ("postgresql", "mysql") else {}
+    try:
+        engine = sqlalchemy.create_engine(uri, connect_args=args)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - OperationalError & co
+        raise TrackingError(f"tracking URI {safe!r}: the database cannot be reached ({_first_line(exc)[:200]})"
+                            ) from exc
+
+
+def _check_sqlite(uri: str, timeout: float = 5.0, deep: bool = False) -> None:
+    """A SQLite store: a file (or not yet existing) in an existing, writable folder, and if it exists, a complete,
+    readable MLflow store of this MLflow's schema.
+
+    Why: MLflow silently creates every missing parent folder (a typo would start a new, empty store elsewhere); a
+    folder or a non-database file only failed inside the first job; a foreign SQLite database silently received
+    MLflow's tables. `deep` (the pre-flight check, once per launch) also runs SQLite's `quick_check`.
     """
-    p = _sqlite_path(uri)
-    if p is None:
-        return
     hint = "fix tracking.uri / MLFLOW_TRACKING_URI"
+    if _is_in_memory(uri):
+        raise TrackingError(f"tracking URI {uri!r} is an in-memory store: its runs would vanish when the process "
+                            "ends; give a file, e.g. sqlite:///mlflow.db")
+    p = _sqlite_path(uri)
+    assert p is not None
     if p.is_dir():
         raise TrackingError(f"tracking URI {uri!r} names a folder, not a database file; {hint}")
     if not p.parent.is_dir():
         raise TrackingError(f"tracking URI {uri!r}: folder {str(p.parent)!r} does not exist; create it or {hint}")
     if not os.access(p.parent, os.W_OK):
         raise TrackingError(f"tracking URI {uri!r}: folder {str(p.parent)!r} is not writable; {hint}")
-    if p.is_file() and p.stat().st_size > 0:
-        with open(p, "rb") as f:
-            head = f.read(16)
-        if head != b"SQLite format 3\x00":
-            raise TrackingError(f"tracking URI {uri!r}: {str(p)!r} is not an SQLite database; {hint}")
+    if not p.is_file() or p.stat().st_size == 0:
+        return
+    _check_sqlite_file(uri, p, timeout, deep)
+
+
+def _check_sqlite_file(uri: str, p: Path, timeout: float, deep: bool) -> None:
+    import sqlite3
+
+    fix = "restore it from a backup, or point tracking.uri at a new file"
+    with open(p, "rb") as f:
+        head = f.read(100)
+    if head[:16] != b"SQLite format 3\x00":
+        raise TrackingError(f"tracking URI {uri!r}: {str(p)!r} is not an SQLite database; fix tracking.uri / "
+                            "MLFLOW_TRACKING_URI")
+    page_size = int.from_bytes(head[16:18], "big") if len(head) >= 32 else 0
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(head[28:32], "big") if len(head) >= 32 else 0
+    size = p.stat().st_size
+    if page_size and pages and size < page_size * pages:
+        raise TrackingError(f"MLflow store {str(p)!r} is truncated ({size} of {page_size * pages} bytes); {fix}")
+    try:
+        con = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout)
+        try:
+            tables = {r[0] for r in con.execute("select name from sqlite_master where type = 'table'")}
+            if deep and size <= _DEEP_CHECK_MAX_BYTES:
+                verdict = con.execute("pragma quick_check(1)").fetchone()[0]
+                if verdict != "ok":
+                    raise sqlite3.DatabaseError(f"database disk image is malformed ({verdict})")
+            revision = (con.execute("select version_num from alembic_version").fetchone() or [None])[0] \
+                if "alembic_version" in tables else None
+        finally:
+            con.close()
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc):
+            raise TrackingError(f"MLflow store {str(p)!r} is locked by another process (waited {timeout:g} s); "
+                                "let it finish or stop it, then run again") from exc
+        raise TrackingError(f"MLflow store {str(p)!r} cannot be read ({_first_line(exc)}); {fix}") from exc
+    except sqlite3.DatabaseError as exc:
+        raise TrackingError(f"MLflow store {str(p)!r} is corrupt ({_first_line(exc)}); {fix}") from exc
+    _check_schema(p, tables, revision)
+
+
+def _check_schema(p: Path, tables: set[str], revision: str | None) -> None:
+    if not tables & {"experiments", "alembic_version"}:
+        listed = ", ".join(sorted(tables)[:3]) + (", ..." if len(tables) > 3 else "")
+        raise TrackingError(f"{str(p)!r} is an SQLite database but not an MLflow store (tables: {listed}); nnlab "
+                            "will not add MLflow's tables to it: point tracking.uri at another file")
+    half = [t for t in tables if t.startswith("_alembic_tmp")]
+    if half or revision is None or "experiments" not in tables:
+        raise TrackingError(f"MLflow store {str(p)!r} is half-created (an interrupted or concurrent first creation"
+                            f"{': ' + half[0] if half else ''}); if it holds no runs you need, delete it and run "
+                            "again, else restore it from a backup")
+    from mlflow import __version__ as mlflow_version
+
+    head = _latest_schema_revision()
+    if revision != head:
+        raise TrackingError(f"MLflow store {str(p)!r} has schema revision {revision}, mlflow {mlflow_version} "
+                            f"expects {head}: if an older MLflow wrote it, back it up and run `mlflow db upgrade "
+                            f"sqlite:///{p}`; if a newer one did, use that version")
+
+
+@functools.cache
+def _latest_schema_revision() -> str:
+    """The schema revision this MLflow creates and expects (read from its migration scripts: ~50 ms, once)."""
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    return str(_get_latest_schema_revision())

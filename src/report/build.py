@@ -16,10 +16,10 @@ reference the same PNGs under ``reports/figures/``.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 from pathlib import Path
 
+from src import cli_args
 from src.files import atomic_write_text
 from src.report.render import index_html, section_md
 from src.studies import all_studies
@@ -68,9 +68,9 @@ def build(results: Path, out: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m src.report --results results --out reports`."""
-    ap = argparse.ArgumentParser(prog="python -m src.report", description="Build reports/ from results/<study>/.")
-    ap.add_argument("--results", type=Path, default=Path("results"), help="folder of results/<study>/")
-    ap.add_argument("--out", type=Path, default=Path("reports"), help="where to write the report")
+    ap = cli_args.Parser(prog="python -m src.report", description="Build reports/ from results/<study>/.")
+    ap.add_argument("--results", type=cli_args.input_dir, default=Path("results"), help="folder of results/<study>/")
+    ap.add_argument("--out", type=cli_args.output_dir, default=Path("reports"), help="where to write the report")
     args = ap.parse_args(argv)
     for p in build(args.results, args.out):
         print(p)

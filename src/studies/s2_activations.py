@@ -23,7 +23,6 @@ This module also holds the claim, its verdict rule and the study's report sectio
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -34,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from src import cli_args
 from src.files import atomic_write_text
 from src.lab.results import write_measured
 from src.lab.stats import summary
@@ -66,6 +66,8 @@ DEEP: dict[str, tuple[str, str, dict[str, float]]] = {
 DEEP_LAYERS, DEEP_WIDTH = 10, 100
 N_CLASSES = 10
 SAMPLES = 1000
+# Peak bytes per replica per input row: the widest net (10 tanh layers of 500) keeps ~3 float64 arrays per layer.
+PEAK_BYTES_PER_REPLICA_ROW = 10 * 500 * 8 * 3
 
 STAT_KEYS = ("act_mean", "act_std", "saturated", "dead", "grad_norm", "dz_norm")
 
@@ -235,15 +237,19 @@ def run(out: Path, replicas: int = 5, samples: int = SAMPLES, seed: int = 0, fig
 
 def main(argv: list[str] | None = None) -> int:
     """The study's CLI: measure, write the files into --out, print the headline metrics."""
-    ap = argparse.ArgumentParser(prog="python -m src.studies s2_activations",
+    ap = cli_args.Parser(prog="python -m src.studies s2_activations",
                                  description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path("results/s2_activations"), help="output folder")
-    ap.add_argument("--replicas", type=int, default=5, help="seeds per configuration (error bars)")
-    ap.add_argument("--samples", type=int, default=SAMPLES, help="rows of the random input")
-    ap.add_argument("--seed", type=int, default=0, help="first seed")
+    ap.add_argument("--out", type=cli_args.output_dir, default=Path("results/s2_activations"), help="output folder")
+    ap.add_argument("--replicas", type=cli_args.count(10_000), default=5, help="seeds per configuration (error bars)")
+    ap.add_argument("--samples", type=cli_args.count(10_000_000), default=SAMPLES, help="rows of the random input")
+    ap.add_argument("--seed", type=cli_args.seed, default=0, help="first seed")
     args = ap.parse_args(argv)
-    if args.replicas < 1 or args.samples < 2:
-        ap.error("--replicas must be >= 1 and --samples >= 2")
+    if args.samples < 2:
+        ap.error("argument --samples: valid: an integer >= 2")
+    need = args.replicas * args.samples * PEAK_BYTES_PER_REPLICA_ROW
+    if need > cli_args.MEMORY_LIMIT_BYTES:
+        ap.error(f"--replicas {args.replicas} x --samples {args.samples} needs about {need / 1e9:.3g} GB of memory "
+                 f"(limit {cli_args.MEMORY_LIMIT_BYTES / 1e9:g} GB); use fewer")
     metrics = run(args.out, args.replicas, args.samples, args.seed)
     print(json.dumps(metrics, indent=2, sort_keys=True))
     return 0

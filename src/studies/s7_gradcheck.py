@@ -13,7 +13,6 @@ Very small gradients (deep sigmoid nets) hit the rounding floor ``ulp(f)/ε`` of
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import math
@@ -23,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from src import cli_args
 from src.files import atomic_write_text
 from src.lab.gradcheck import THRESHOLD, GradcheckError, check_config, table
 from src.lab.results import write_measured
@@ -94,16 +94,16 @@ def run_suite(out: Path, *, threshold: float, batch: int, replicas: int, eps: fl
 
 def main(argv: list[str] | None = None) -> int:
     """The study's CLI: check every net of SUITE; exit 1 if one fails, 2 on a configuration or data problem."""
-    ap = argparse.ArgumentParser(prog="python -m src.studies s7_gradcheck", description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path("results/s7_gradcheck"), help="output folder")
-    ap.add_argument("--threshold", type=float, default=THRESHOLD, help="largest relative error that passes")
-    ap.add_argument("--eps", type=float, default=1e-7, help="finite-difference step (default 1e-7)")
-    ap.add_argument("--batch", type=int, default=16, help="training rows used (default 16)")
-    ap.add_argument("--replicas", type=int, default=2, help="replicas (seeds) checked at once (default 2)")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the weights, the batch and the dropout masks")
+    ap = cli_args.Parser(prog="python -m src.studies s7_gradcheck", description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=cli_args.output_dir, default=Path("results/s7_gradcheck"), help="output folder")
+    ap.add_argument("--threshold", type=cli_args.positive, default=THRESHOLD, help="largest relative error that passes")
+    ap.add_argument("--eps", type=cli_args.positive, default=1e-7, help="finite-difference step (default 1e-7)")
+    ap.add_argument("--batch", type=cli_args.count(1_000_000), default=16, help="training rows used (default 16)")
+    ap.add_argument("--replicas", type=cli_args.count(4096), default=2,
+                    help="replicas (seeds) checked at once (default 2)")
+    ap.add_argument("--seed", type=cli_args.seed, default=0,
+                    help="seed of the weights, the batch and the dropout masks")
     args = ap.parse_args(argv)
-    if not (args.threshold > 0 and args.eps > 0 and args.batch >= 1 and args.replicas >= 1):
-        ap.error("--threshold and --eps must be > 0, --batch and --replicas >= 1")
     try:
         failed = run_suite(args.out, threshold=args.threshold, batch=args.batch, replicas=args.replicas,
                            eps=args.eps, seed=args.seed)

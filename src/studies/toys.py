@@ -20,7 +20,6 @@ Outputs (in ``--out``, the DVC stage ``toys``): ``trajectories.csv`` (optimizer,
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -31,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from src import cli_args
 from src.files import atomic_write_text
 from src.lab.results import write_measured
 from src.studies.base import CONFIRMED, NUANCED, REFUTED, Section, Study, Table, Verdict, metric, missing, tally
@@ -150,8 +150,8 @@ def run(out: Path, figures: bool = True) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     """The study's CLI: run both toys, write the files into --out, print the headline metrics."""
-    ap = argparse.ArgumentParser(prog="python -m src.studies toys", description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path("results/toys"), help="output folder")
+    ap = cli_args.Parser(prog="python -m src.studies toys", description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=cli_args.output_dir, default=Path("results/toys"), help="output folder")
     args = ap.parse_args(argv)
     metrics = run(args.out)
     print(json.dumps({k: (v if np.isfinite(v) else str(v)) for k, v in metrics.items()}, indent=2, sort_keys=True))
