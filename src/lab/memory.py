@@ -3,9 +3,10 @@
 Why: `train.seeds=100000000` (or `model.hidden=[100000,100000]`) used to start training and grow until the machine
 ran out of memory or a MemoryError traceback came minutes later. The estimate counts what :func:`src.lab.loop.fit`
 holds at its peak: the weights of R replicas with their gradients, optimizer state and best-weights copy; the
-activations of a forward/backward pass over the largest split (evaluation, diagnostics) or mini-batch; and the
+activations of the forward/backward passes whose buffers the net keeps (the mini-batch and each split's evaluation,
+one set per input shape); and the
 history (one (R,) row per metric per log point). The constants are calibrated against `tracemalloc` peaks of real
-fits (tests/test_robustness_inputs.py checks the estimate stays within [1x, 3x] of the measured peak), so it errs
+fits (tests/test_robustness_hostile.py checks the estimate stays within [1x, 3x] of the measured peak), so it errs
 on the safe side without refusing what fits. `train.max_memory_gb` is the limit (raise it for a bigger machine).
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "nesterov": 1, "adagrad": 1, "rmsprop": 2, "adam": 2, "adamw": 2}
-ACTIVATION_COPIES = 6  # per unit per row in a training pass: z, a, dz, da, dropout mask / BN cache, temporaries
+ACTIVATION_COPIES = 9  # per unit per row of a kept pass: z, a, dz, da, dropout mask / BN cache, temporaries
 PARAM_COPIES = 4  # weights, gradients, update temporaries, the diagnostics' weight-gradient taps
 HISTORY_METRICS = 6  # lr, grad_norm, train/val loss and accuracy
 ROW_OVERHEAD = 112  # bytes of one small NumPy array object (a history row) besides its data
@@ -36,13 +37,24 @@ def estimate_bytes(cfg: Any, sizes: list[int], rows: dict[str, int]) -> int:
     copies = PARAM_COPIES + states + (1 if t.patience is not None else 0)
     weights = R * n_params * item * copies
     batch = rows["train"] if t.batch_size is None else min(int(t.batch_size), rows["train"])
-    widest_pass = max(batch, *rows.values())  # evaluation and diagnostics run on whole splits
-    activations = R * widest_pass * sum(sizes) * item * ACTIVATION_COPIES
+    activations = R * sum(_kept_pass_rows(R, sizes, item, batch, rows)) * sum(sizes) * item * ACTIVATION_COPIES
     if t.batch_size is not None and t.shuffle == "random":
         activations += R * batch * (sizes[0] + 1) * 8  # each replica's own shuffled copy of the batch
     log_points = int(t.epochs) // int(t.log_every) + 2
     history = 2 * log_points * HISTORY_METRICS * (R * 8 + ROW_OVERHEAD)  # the rows, then their stacked copy
     return int(weights + activations + history)
+
+
+def _kept_pass_rows(R: int, sizes: list[int], item: int, batch: int, rows: dict[str, int]) -> set[int]:
+    """Row counts of the passes whose buffers the net keeps (src/nn/workspace.py: one set per input shape): the
+    mini-batch, the last partial batch, and each split's evaluation (a split larger than an eval slice is
+    evaluated in slices of `rows_per_slice`, whose buffers are counted once)."""
+    from src.nn.mlp import MLP
+
+    rows_per_slice = max(256, MLP.EVAL_CHUNK_BYTES // (R * max(sizes) * item))
+    kept = {batch, rows["train"] % batch or batch}
+    kept |= {min(n, rows_per_slice) for n in rows.values()}
+    return set(sorted(kept, reverse=True)[:MLP.MAX_WORKSPACES])
 
 
 def check(cfg: Any, sizes: list[int], rows: dict[str, int]) -> int:
