@@ -80,6 +80,9 @@ def tracked_sweep(project: Callable[..., Path], tmp_path_factory: pytest.TempPat
               repo, timeout=600)
     return SimpleNamespace(repo=repo, uri=env_for(repo)["MLFLOW_TRACKING_URI"], sweep=sweep, stdout=proc.stdout,
                            stderr=proc.stderr)
+
+
+@pytest.fixture(scope="session")
 def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty, complete MLflow SQLite store (copy it: never write to this one)."""
     from src.lab.tracking import ensure_store

@@ -195,7 +195,8 @@ def test_output_dir_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_results_folder_replaced_as_a_whole_keeping_foreign_files(tmp_path: Path) -> None:
     """results/<study>/ is one sweep's complete results; nnlab's stale files go, files it did not write stay
-    (before: every curves/*.csv was deleted, a user's included)."""
+    (before: every curves/*.csv was deleted, a user's included; curves/jobNNN.csv is what nnlab wrote before
+    curves.csv)."""
     from src.lab.results import is_result_file, write_results
 
     out = tmp_path / "results" / "s"
@@ -212,9 +213,10 @@ def test_results_folder_replaced_as_a_whole_keeping_foreign_files(tmp_path: Path
                      "metrics": {"test_acc": 0.5}})
     write_results(out, rows, sweep)
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    assert files == [".gitignore", "curves/job000.csv", "curves/job001.csv", "curves/mine.csv", "leaderboard.md",
-                     "metrics.json", "notes.txt", "runs.csv"]
-    assert (out / "notes.txt").read_text() == "mine" and json.loads((out / "metrics.json").read_text())["jobs"] == 2
+    assert files == [".gitignore", "curves.csv", "curves/mine.csv", "leaderboard.md", "metrics.json", "notes.txt",
+                     "runs.csv"]
+    assert (out / "notes.txt").read_text() == "mine" and json.loads((out / "metrics.json").read_text())["configs"] == 2
+    assert (out / "curves.csv").read_text().splitlines() == ["config,epoch,val_loss", "j0,0,1", "j1,0,1"]
     assert [p.name for p in out.parent.iterdir() if p.name.startswith(".s.")] in ([".s.lock"], []), "no temp dirs"
     assert is_result_file(Path("curves/job123.csv")) and not is_result_file(Path("curves/mine.csv"))
 
