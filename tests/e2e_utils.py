@@ -6,8 +6,10 @@ never touch the developer's own `mlflow.db`, `data/` or `results/`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -33,10 +35,26 @@ def env_for(repo: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def kill_group(p: subprocess.Popen[str]) -> None:
+    """SIGKILL the process group of `p` (started with start_new_session=True): the process and everything it
+    started (joblib workers, a server's workers), even after `p` itself exited. Why: orphaned training processes
+    of failed tests have filled this machine before."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(p.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        p.wait(timeout=10)
+
+
 def run(cmd: list[str], repo: Path, timeout: float = 600, check: bool = True, **extra: str
         ) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(cmd, cwd=repo, env=env_for(repo, **extra), capture_output=True, text=True,
-                          timeout=timeout)
+    """Run `cmd` in its own process group; whatever happens (timeout, a failed test), the group is killed."""
+    p = subprocess.Popen(cmd, cwd=repo, env=env_for(repo, **extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, start_new_session=True)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    finally:
+        kill_group(p)
+    proc = subprocess.CompletedProcess(cmd, p.returncode, out, err)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\nstdout:\n{proc.stdout[-4000:]}\n"
                              f"stderr:\n{proc.stderr[-4000:]}")

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from e2e_utils import env_for, run
+from e2e_utils import env_for, kill_group, run
 
 from src import data
 from src.lab import records
@@ -187,27 +187,28 @@ def test_sweep_into_an_mlflow_server(repo: Path, tmp_path: Path, mlflow_server: 
     assert "leaderboard.md" in {a.path for a in client.list_artifacts(parents[0].info.run_id)}
 
 
-def test_concurrent_experiment_creation_on_a_server(mlflow_server: str) -> None:
-    """4 launches opening one new experiment on one server at the same instant, 10 times: one experiment each."""
+@pytest.mark.parametrize("n", [2, 4])
+def test_concurrent_experiment_creation_on_a_server(mlflow_server: str, n: int) -> None:
+    """n launches opening one new experiment on one server at the same instant, 10 times: one experiment each."""
     from src.lab.tracking import Tracker
 
     for rep in range(10):
-        barrier, ids, errors = threading.Barrier(4), [], []
+        barrier, ids, errors = threading.Barrier(n), [], []
 
         def open_it(rep: int = rep, barrier: threading.Barrier = barrier, ids: list = ids,  # noqa: B006
                     errors: list = errors) -> None:  # noqa: B006
             barrier.wait()
             try:
-                ids.append(Tracker(mlflow_server, f"race{rep}").experiment_id)
+                ids.append(Tracker(mlflow_server, f"race{n}-{rep}").experiment_id)
             except Exception as exc:  # noqa: BLE001 - collected and asserted below
                 errors.append(repr(exc))
 
-        threads = [threading.Thread(target=open_it) for _ in range(4)]
+        threads = [threading.Thread(target=open_it) for _ in range(n)]
         for th in threads:
             th.start()
         for th in threads:
             th.join(60)
-        assert errors == [] and len(ids) == 4 and len(set(ids)) == 1, (rep, errors, ids)
+        assert errors == [] and len(ids) == n and len(set(ids)) == 1, (rep, errors, ids)
 
 
 class _Proxy:
@@ -305,12 +306,17 @@ def test_two_sweeps_of_one_study_at_once_into_a_new_store(repo: Path, tmp_path: 
     args = [sys.executable, "-m", "src.train", "-m", BASIC, "train.seed=0,1,2", *JOB, "study=twin",
             f"results_dir={tmp_path / 'results'}"]
     env = env_for(repo, MLFLOW_TRACKING_URI=f"sqlite:///{db}")
-    procs = [subprocess.Popen(args, cwd=repo, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-             for _ in range(2)]
+    procs = [subprocess.Popen(args, cwd=repo, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              start_new_session=True) for _ in range(2)]
     errs = []
-    for p in procs:
-        _, err = p.communicate(timeout=300)
-        errs.append(err)
+    try:
+        for p in procs:
+            _, err = p.communicate(timeout=300)
+            errs.append(err)
+    finally:
+        for p in procs:
+            kill_group(p)
+    for p, err in zip(procs, errs, strict=True):
         assert p.returncode == 0, err[-3000:]
     assert not any("migration" in e.lower() or "already exists" in e for e in errs), errs
     con = sqlite3.connect(db)
