@@ -75,7 +75,8 @@ def _race(base: Path, n: int, reps: int, real: bool) -> list[list[dict]]:
     base.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_DISABLE_TELEMETRY": "true"}
     procs = [subprocess.Popen([sys.executable, "-c", CHILD, str(base), str(i), str(reps), "real" if real else "fake"],
-                              cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True) for i in range(n)]
+                              cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+             for i in range(n)]
     try:
         deadline = time.monotonic() + 120
         while not all((base / f"ready-{i}").exists() for i in range(n)):
@@ -94,11 +95,12 @@ def _race(base: Path, n: int, reps: int, real: bool) -> list[list[dict]]:
             results.append([json.loads((base / f"done-{rep}-{i}").read_text()) for i in range(n)])
         return results
     finally:
-        for p in procs:
+        for p in procs:  # done after the last rep; on a failure, waiting for a "go" that never comes: killed
             try:
-                p.wait(timeout=30)
+                p.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                p.kill()
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
 
 
 @pytest.mark.parametrize("n", [2, 4])
