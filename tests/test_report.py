@@ -157,3 +157,20 @@ def test_builds_from_whatever_exists(tmp_path: Path) -> None:
     assert 'id="default"' in page and "s1_init" in page  # listed as not run
     with pytest.raises(SystemExit, match="dvc repro"):
         report.build(tmp_path / "empty", tmp_path / "r2")
+
+
+def test_rebuild_removes_only_what_the_report_wrote(built: tuple[Path, Path], tmp_path: Path) -> None:
+    """A second build into the same --out replaces the report's own pages and figures and leaves a user's files
+    (before: every *.md and the whole figures/ folder were deleted)."""
+    import shutil
+
+    res, out = built
+    again = tmp_path / "out"
+    shutil.copytree(out, again)
+    (again / "notes.md").write_text("mine")
+    (again / "figures" / "mine.png").write_bytes(b"mine")
+    (again / "figures" / "s1_init_stale.png").write_bytes(b"an old figure of the report")
+    report.build(res, again)
+    assert (again / "notes.md").read_text() == "mine" and (again / "figures" / "mine.png").read_bytes() == b"mine"
+    assert not (again / "figures" / "s1_init_stale.png").exists()
+    assert (again / "s1_init.md").read_bytes() == (out / "s1_init.md").read_bytes()

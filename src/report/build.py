@@ -16,7 +16,6 @@ reference the same PNGs under ``reports/figures/``.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from src import cli_args
@@ -50,16 +49,18 @@ def build(results: Path, out: Path) -> list[Path]:
         raise SystemExit(f"nnlab: error: no {results}/<study>/ with results found: run `dvc repro` first")
     out.mkdir(parents=True, exist_ok=True)
     figdir = out / "figures"
-    if figdir.exists():
-        shutil.rmtree(figdir)
-    figdir.mkdir()
+    figdir.mkdir(exist_ok=True)
+    # Remove only what this report writes (a page and `figures/<study>_*.png` per study): a user's own files in
+    # --out stay (before: every *.md and the whole figures/ folder were deleted).
+    for s in studies:
+        (out / f"{s}.md").unlink(missing_ok=True)
+        for fig in figdir.glob(f"{s}_*.png"):
+            fig.unlink()
     sections: list[Section] = [(study.section or grid_section)(study, d, figdir) for study, d in found]
     written: list[Path] = []
-    for old in out.glob("*.md"):
-        old.unlink()
     for sec in sections:
         written.append(atomic_write_text(out / f"{sec.study}.md", section_md(sec)))
-    written += sorted(figdir.glob("*.png"))
+    written += sorted(p for s in studies for p in figdir.glob(f"{s}_*.png"))
     present = {study.name for study, _ in found}
     missing = [s for s in studies if s not in present]
     written.append(atomic_write_text(out / "index.html", index_html(sections, missing)))
