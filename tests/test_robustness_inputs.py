@@ -88,7 +88,7 @@ BAD = [
     (["init=he,xavier"], ["-m"]),  # a sweep without --multirun
     # found by these tests: each used to pass the pre-flight and fail inside the job, after work had started
     (["train.seed=-1"], ["train.seed=-1", ">= 0"]),
-    (["study="], ["study=''", "non-empty"]),
+    (["study="], ["study=''", "1-100 letters"]),
     (["resume=maybe"], ["resume", "'maybe'", "bool"]),
     (["+resume=true"], ["resume=true", "drop the '+'"]),  # the spelling before resume was in the schema
 ]

@@ -42,8 +42,11 @@ def _running_children(db: Path) -> int:
     try:
         con = sqlite3.connect(db, timeout=1)
         try:
+            # RUNNING child runs whose params are logged: the job logs them right before training starts (on a
+            # loaded machine a signal sent as soon as the run exists arrived before the first epoch: no history)
             return con.execute("select count(*) from runs r join tags t on r.run_uuid = t.run_uuid "
-                               "where t.key = 'nnlab.config_hash' and r.status = 'RUNNING'").fetchone()[0]
+                               "where t.key = 'nnlab.config_hash' and r.status = 'RUNNING' and exists "
+                               "(select 1 from params p where p.run_uuid = r.run_uuid)").fetchone()[0]
         finally:
             con.close()
     except sqlite3.Error:
@@ -64,7 +67,7 @@ def _wait_running(p: subprocess.Popen[str], db: Path, n: int = 1, timeout: float
         assert p.poll() is None, p.communicate()
         assert time.monotonic() - t0 < timeout, "no RUNNING child run appeared"
         time.sleep(0.2)
-    time.sleep(0.5)  # let training log a few epochs
+    time.sleep(2.0)  # let training log a few epochs
 
 
 def _workers(pid: int) -> list[int]:

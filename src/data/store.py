@@ -115,8 +115,8 @@ def _check_inflated_sizes(path: Path, card: dict) -> None:
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
-    except (OSError, zipfile.BadZipFile, ValueError) as exc:
-        raise _corrupt(path, one_line(exc)) from None
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return  # not a readable zip: _read_npz says what is wrong with it (empty, not an archive, ...)
     for info in infos:
         key = info.filename.removesuffix(".npy")
         rows = sizes.get(key.partition("_")[2]) if isinstance(sizes, dict) else None
