@@ -151,6 +151,17 @@ def check_output_dir(path: str | Path, *, key: str | None = None, base: Path | N
 
 
 # --- a whole folder, atomically --------------------------------------------------------------------------------
+def side_file(target: str | Path, kind: str) -> Path:
+    """A small file about `target` (its lock, its owner) kept out of `target`'s folder, in the system temp folder,
+    named by a digest of `target`'s absolute path. Why not next to it: `results/` is versioned (git + DVC), and
+    files nnlab needs only while it writes must not show up there as untracked files."""
+    import hashlib
+
+    folder = Path(tempfile.gettempdir()) / "nnlab"
+    folder.mkdir(exist_ok=True)
+    return folder / f"{hashlib.sha256(str(Path(target).resolve()).encode()).hexdigest()[:24]}.{kind}"
+
+
 @contextmanager
 def atomic_folder(target: str | Path, ours: Callable[[Path], bool]) -> Iterator[Path]:
     """Yield an empty temp folder next to `target`; when the block succeeds it replaces `target` as a whole.
@@ -160,14 +171,14 @@ def atomic_folder(target: str | Path, ours: Callable[[Path], bool]) -> Iterator[
     left a partial folder. Files in `target` that nnlab did not write (`ours(relative path)` is False, e.g. DVC's
     `.gitignore` or a user's notes) are carried over into the new folder, never deleted. The swap is one
     `renameat2(RENAME_EXCHANGE)` on Linux (readers see the old or the new folder, never none), two renames
-    elsewhere; writers of the same target are serialised by a lock file next to it (`.<name>.lock`).
+    elsewhere; writers of the same target are serialised by a lock file (:func:`side_file`).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.new-"))
     try:
         yield tmp
-        with locked(target.parent / f".{target.name}.lock"):
+        with locked(side_file(target, "lock")):
             if target.is_dir():
                 for old in sorted(target.rglob("*")):
                     rel = old.relative_to(target)

@@ -26,7 +26,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from src.files import atomic_write_text, try_lock
+from src.files import atomic_write_text, side_file, try_lock
 from src.lab import records, signals
 from src.lab.config import progress_on
 from src.lab.results import leaderboard_rows, leaderboard_text, write_result_files, write_results
@@ -193,7 +193,7 @@ class SweepCallback(Callback):
 
 
 SWEEP_LOCK = ".nnlab_sweep.lock"  # held by the sweep's launcher for its lifetime: one sweep per folder
-OWNER_SUFFIX = ".owner"  # results/.<study>.owner: the launch that last claimed results/<study>/
+OWNER_KIND = "owner"  # src.files.side_file(results/<study>, "owner"): the launch that last claimed it
 
 
 def launch_id() -> str:
@@ -207,11 +207,11 @@ def claim_results(out: Path, launch: str) -> None:
     """Claim `results/<study>/` for this sweep: the sweep started last owns it (an older overlapping sweep that
     ends later then leaves it alone instead of overwriting the newer one's results)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out.parent / f".{out.name}{OWNER_SUFFIX}", launch)
+    atomic_write_text(side_file(out, OWNER_KIND), launch)
 
 
 def _write_owned_results(out: Path, rows: list[dict[str, Any]], sweep_dir: Path, launch: str) -> None:
-    owner_file = out.parent / f".{out.name}{OWNER_SUFFIX}"
+    owner_file = side_file(out, OWNER_KIND)
     owner = owner_file.read_text().strip() if owner_file.exists() else launch
     if owner != launch:
         print(f"nnlab: {out}/ is left to the sweep started after this one (launch {owner}); this sweep's results "
