@@ -9,6 +9,7 @@ launcher, so it also covers "SIGTERM to the launcher": forward to the workers, w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -36,6 +37,23 @@ def repo(project, mlflow_template: Path) -> Path:  # noqa: ANN001
     return repo
 
 
+_STARTED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _kill_leftovers():  # noqa: ANN202
+    """Whatever a test asserts, no sweep of it outlives it: these sweeps train for 10,000,000 epochs, so a failed
+    assertion before `_finish` would otherwise leave them (and their joblib workers) running for hours. Each one
+    leads its own session (`start_new_session`), so killing its process group reaches every worker."""
+    yield
+    while _STARTED:
+        p = _STARTED.pop()
+        if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            p.communicate()
+
+
 def _running_children(db: Path) -> int:
     if not db.exists():
         return 0
@@ -57,8 +75,10 @@ def _start(repo: Path, db: Path, args: list[str]) -> subprocess.Popen[str]:
     if not db.exists():
         shutil.copy(repo / "template.db", db)
     env = env_for(repo, MLFLOW_TRACKING_URI=f"sqlite:///{db}")
-    return subprocess.Popen([sys.executable, "-m", "src.train", *args], cwd=repo, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    p = subprocess.Popen([sys.executable, "-m", "src.train", *args], cwd=repo, env=env, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    _STARTED.append(p)
+    return p
 
 
 def _wait_running(p: subprocess.Popen[str], db: Path, n: int = 1, timeout: float = 90) -> None:
@@ -76,14 +96,14 @@ def _workers(pid: int) -> list[int]:
     return [c.pid for c in psutil.Process(pid).children() if "resource_tracker" not in " ".join(c.cmdline())]
 
 
-def _finish(p: subprocess.Popen[str], timeout: float = 60) -> tuple[float, str]:
-    t0 = time.monotonic()
+def _finish(p: subprocess.Popen[str], timeout: float = 60) -> str:
+    """Wait for the process to end (TimeoutExpired if it does not within `timeout`); its stderr."""
     try:
         _, err = p.communicate(timeout=timeout)
     finally:
         if p.poll() is None:  # never leave a process of ours behind
             os.killpg(p.pid, signal.SIGKILL)
-    return time.monotonic() - t0, err
+    return err
 
 
 def _runs(db: Path):
@@ -106,8 +126,8 @@ def test_single_run_killed_with_history(repo: Path, tmp_path: Path) -> None:
                           f"hydra.run.dir={out}"])
     _wait_running(p, db)
     p.send_signal(signal.SIGTERM)
-    took, err = _finish(p)
-    assert p.returncode != 0 and took < 20, err
+    err = _finish(p)  # a hang (the signal ignored) fails on _finish's timeout, not on a measured time
+    assert p.returncode != 0, err
     client, runs = _runs(db)
     assert len(runs) == 1
     run = runs[0]
@@ -143,8 +163,8 @@ def test_sweep_interrupted_everything_killed(repo: Path, tmp_path: Path, case: s
         os.killpg(p.pid, signal.SIGINT)
     else:
         os.kill(workers[0], signal.SIGTERM)
-    took, err = _finish(p)
-    assert p.returncode != 0 and took < 40, err
+    err = _finish(p)
+    assert p.returncode != 0, err
     import psutil
 
     assert [w for w in workers if psutil.pid_exists(w) and psutil.Process(w).status() != "zombie"] == [], \
@@ -258,7 +278,7 @@ def test_resume_skips_finished_jobs(repo: Path, tmp_path: Path) -> None:
     assert len(done) == 2 and len(first) == 3, [(r.info.run_name, r.info.status) for r in first.values()]
 
     p = _start(repo, db, [*args, "resume=true"])
-    took, err = _finish(p, timeout=180)
+    err = _finish(p, timeout=180)
     assert p.returncode == 0, err
     client, runs = _runs(db)
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
