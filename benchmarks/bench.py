@@ -29,6 +29,8 @@ Sections (README "Speed"):
   memory     peak RSS of one worker: the default preset's job, and the same at R=128.
   tracking   runs/s and metric points/s into SQLite, an SQLite-backed and a PostgreSQL-backed `mlflow server`, by
              one and by four writers at once (benchmarks/tracking.py).
+  tuning     learning-rate tuning's cost: the s3_optim sweep tuned over 7 lrs vs the same sweep untuned (wall), and
+             the fits alone for one pack of s3_optim and of the default grid (CPU).
   dvc        (--dvc) the default `dvc repro` in a scratch copy, stage by stage.
 """
 
@@ -485,6 +487,54 @@ def bench_vectorize(rounds: int, epochs: int | None = None, extra_args: tuple[st
     return out
 
 
+# The issue's figure is for 7 learning rates (the default tune.lrs); the presets add a value where a best lr sat at
+# the grid's end, so the benchmark states the grid itself.
+SEVEN_LRS = "tune.lrs=[0.001,0.003,0.01,0.03,0.1,0.3,1.0]"
+
+
+def _tuning_fits(study: str, quick: bool) -> dict[str, Callable[[], Any]]:
+    """In-process fits of one pack of `study`'s preset: untuned (its configs on the report seeds, one fit) and tuned
+    (src/lab/tuning.py: lrs × tuning seeds + report seeds, then the chosen lrs: two fits)."""
+    from src import data
+    from src.lab.build import build_packed
+    from src.lab.job import train
+    from src.lab.preflight import compose
+    from src.lab.tuning import fit_tuned
+
+    grids = {"s3_optim": [["optimizer=sgd"]],
+             "default": [[f"init={i}", f"train.clip_norm={c}", "data=moons", "optimizer=sgd", "train.patience=null"]
+                         for i in ("zeros", "xavier", "he") for c in ("null", "1.0")]}
+    extra = ["tracking.enabled=false", SEVEN_LRS] + (["train.epochs=20"] if quick else [])
+    cfgs = [compose([f"experiment={study}", *ov, *extra]) for ov in grids[study]]
+    ds = data.make(str(cfgs[0].data.name))  # the generate stage's recipe and seed, in memory
+    return {"untuned": lambda: train(build_packed(cfgs, ds)), "tuned": lambda: fit_tuned(cfgs, ds, train)}
+
+
+def bench_tuning(rounds: int, quick: bool = False) -> dict[str, Any]:
+    """The cost of tuning 7 learning rates: the same grid (same configs, same report seeds) tuned vs untuned.
+
+    Two measurements, each alternated over `rounds`: (1) the whole sweep as a user runs it, `python -m src.train -m
+    experiment=s3_optim` with MLflow and the preset's artifacts, with `tune.enabled=false` as the baseline (wall
+    time: what the user waits for); (2) the fits alone, in process, for one pack of s3_optim (one optimizer,
+    mini-batches) and one of the default grid (six arms, full batch): CPU time, BLAS on one thread."""
+    out: dict[str, Any] = {"rounds": rounds}
+    for study in ("s3_optim", "default"):
+        t = interleaved(_tuning_fits(study, quick), rounds)
+        out[f"fits_{study}"] = {**t, "ratio_cpu": t["tuned"]["cpu"] / t["untuned"]["cpu"]}
+    with tempfile.TemporaryDirectory(prefix="nnlab-bench-tune-") as tmp:
+        repo = _scratch_project(Path(tmp), studies=("s3_optim",))
+        extra = [SEVEN_LRS] + (["train.epochs=20"] if quick else [])
+        _train(repo, ["study=s3_optim", "train.epochs=1", "train.seeds=1"])  # the store exists before timing
+        w: dict[str, list[float]] = {"untuned": [], "tuned": []}
+        for _ in range(rounds):
+            w["untuned"].append(_train(repo, ["-m", "experiment=s3_optim", "tune.enabled=false", *extra])["wall_s"])
+            w["tuned"].append(_train(repo, ["-m", "experiment=s3_optim", *extra])["wall_s"])
+        out["sweep_s3_optim"] = {k: statistics.median(v) for k, v in w.items()}
+        out["sweep_s3_optim"]["ratio_wall"] = out["sweep_s3_optim"]["tuned"] / out["sweep_s3_optim"]["untuned"]
+    out["goals"] = {"tuned sweep <= 2x untuned (wall)": out["sweep_s3_optim"]["ratio_wall"] <= 2.0}
+    return out
+
+
 def bench_dvc() -> dict[str, Any]:
     """The default `dvc repro` in a scratch git+DVC copy (all studies of dvc.yaml), timed stage by stage."""
     import yaml
@@ -568,6 +618,17 @@ def table(res: dict[str, Any]) -> str:
 
         for fig, val in tracking.rows(res["tracking"]):
             row(fig, val, "", None)
+    tu = res.get("tuning")
+    if tu:
+        sw = tu["sweep_s3_optim"]
+        row("s3_optim sweep (7 optimizers, MLflow + artifacts): tuned over 7 lrs / untuned, same report seeds",
+            f"{sw['ratio_wall']:.2f}× ({sw['untuned']:.0f} s → {sw['tuned']:.0f} s)", "≤ 2×",
+            tu["goals"]["tuned sweep <= 2x untuned (wall)"])
+        for study, what in (("s3_optim", "one s3_optim pack (1 optimizer, mini-batch)"),
+                            ("default", "one default pack (6 arms, full batch)")):
+            f = tu[f"fits_{study}"]
+            row(f"fits only, {what}: tuned / untuned", f"{f['ratio_cpu']:.2f}× CPU ({f['untuned']['cpu']:.1f} s → "
+                f"{f['tuned']['cpu']:.1f} s)", "", None)
     d = res.get("dvc")
     if d:
         split = ", ".join(f"{k} {s:.0f} s" for k, s in d["stages"].items())
@@ -584,9 +645,9 @@ def _tracking() -> Any:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes: checks that the script works (seconds)")
-    ap.add_argument("--only", default="core,replicas,public_api,vectorize,overhead,memory,tracking",
+    ap.add_argument("--only", default="core,replicas,public_api,vectorize,overhead,memory,tracking,tuning",
                     help="comma-separated sections (core, replicas, public_api, vectorize, vectorize_no_artifacts, "
-                         "overhead, memory, tracking, dvc)")
+                         "overhead, memory, tracking, tuning, dvc)")
     ap.add_argument("--ab-ref", default=None, help="public_api: also run the src/ of this git ref (e.g. the commit "
                     "before a change), alternated with the current one, with and without mallopt")
     ap.add_argument("--dvc", action="store_true", help="also run the default `dvc repro` (minutes)")
@@ -613,6 +674,7 @@ def main(argv: list[str] | None = None) -> int:
         "overhead": lambda: bench_overhead(2 if q else 8, 1 if q else 2),
         "memory": bench_memory,
         "tracking": lambda: _tracking().bench_tracking(3 if q else 20, 1 if q else 3, (1, 2) if q else (1, 4)),
+        "tuning": lambda: bench_tuning(1 if q else 3, quick=q),
         "dvc": bench_dvc,
     }
     for s in sections:

@@ -45,3 +45,12 @@ def test_plain_loop_is_the_same_maths_as_nnlab() -> None:
         loss, grads = net.loss_and_grads(X, y)
         opt.update(net.params, grads)
     np.testing.assert_allclose(float(loss[0]), plain, rtol=1e-10)
+
+
+def test_quick_tuning_section_fits_both_ways() -> None:
+    """The tuning benchmark's in-process part runs (tiny epochs): the tuned fit trains every lr × tuning seed."""
+    fits = bench._tuning_fits("s3_optim", quick=True)
+    untuned, tuned = fits["untuned"](), fits["tuned"]()
+    assert untuned.replicas == 10
+    (shared, _, outcome), = tuned
+    assert shared.replicas == 10 and len(outcome.choice.table) == 7

@@ -36,6 +36,36 @@ def _write_grid(d: Path, jobs: list[tuple[str, float, float, float]], status: di
                               f"{acc * e / 200:.6g}")
     (d / "curves.csv").write_text("\n".join(curves) + "\n")
     (d / "metrics.json").write_text(json.dumps({"configs": len(jobs), "failed": 0, "diverged": 0}))
+    with open(d / "replicas.csv", "w", newline="") as f:  # 5 seeds per job, a seed effect shared by all jobs
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["job", "name", "stage", "role", "lr", "seed", "diverged", "train_acc", "val_acc", "test_acc",
+                    "chance"])
+        for i, (name, acc, _, div) in enumerate(jobs):
+            for seed in range(5):
+                a = "" if div else f"{min(1.0, acc + 0.01 * (seed - 2) + 0.001 * (i % 3)):.6g}"
+                w.writerow([i, name, "report", "shared", 0.01, seed, int(div), a, a, a, 0.5])
+    (d / "tuning.csv").write_text("job,name\n")
+
+
+def _tune(d: Path, arms: dict[str, tuple[float, float, float]]) -> None:
+    """Turn a grid written by _write_grid into a tuned one: {arm: (tuned lr, its test acc, val acc at it)}."""
+    with open(d / "replicas.csv") as f:
+        rows = list(csv.DictReader(f))
+    with open(d / "replicas.csv", "a", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        for r in rows:
+            lr, acc, _ = arms[r["name"]]
+            a = f"{acc + 0.01 * (int(r['seed']) - 2):.6g}"
+            w.writerow([r["job"], r["name"], "report", "tuned", lr, r["seed"], 0, a, a, a, 0.5])
+            w.writerow([r["job"], r["name"], "tune", "grid", lr, 1000 + int(r["seed"]), 0, a, a, a, 0.5])
+    with open(d / "tuning.csv", "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["job", "name", "lr", "val_acc", "val_acc_ci95", "val_loss", "val_loss_ci95", "train_loss",
+                    "train_loss_ci95", "diverged", "n", "chosen", "at_edge"])
+        for i, (name, (lr, _, val)) in enumerate(arms.items()):
+            for x in (0.001, 0.01, 0.1, 1.0):
+                w.writerow([i, name, x, val if x == lr else val - 0.2, 0.05, 0.3, 0.02, 0.2, 0.02, 0, 3,
+                            int(x == lr), int(x == lr == 1.0)])
 
 
 def _png(path: Path) -> None:
@@ -81,6 +111,11 @@ def make_results(root: Path) -> Path:
     (s7 / "metrics.json").write_text(json.dumps({"max_rel_error": 3e-9, "nets_failed": 0, "threshold": 1e-7}))
     (s7 / "gradcheck.csv").write_text("net,overrides,param,shape,rel_error,eps,threshold,passed\n"
                                       "relu,,W1,2x2x10,3e-09,1e-07,1e-07,1\nrelu,,b1,2x10,2e-09,1e-07,1e-07,1\n")
+    _write_grid(res / "s3_optim", [("optimizer=sgd", 0.86, 0.02, 0.0), ("optimizer=adam", 0.95, 0.01, 0.0),
+                                   ("optimizer=momentum", 0.90, 0.02, 0.0)])
+    _tune(res / "s3_optim", {"optimizer=sgd": (1.0, 0.95, 0.9), "optimizer=adam": (0.01, 0.95, 0.9),
+                             "optimizer=momentum": (0.1, 0.951, 0.9)})
+    _write_grid(res / "smoke", [("init=he", 0.9, 0.02, 0.0)])  # no registered study: numbers only
     (res / "unrelated").mkdir()  # a folder without results: ignored
     return res
 
@@ -94,7 +129,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return res, out
 
 
-STUDIES = ("s1_init", "s2_activations", "toys", "s4_clip", "s6_bn", "s7_gradcheck", "default")
+STUDIES = ("s1_init", "s2_activations", "toys", "s3_optim", "s4_clip", "s6_bn", "s7_gradcheck", "default")
 
 
 def test_files_exist(built: tuple[Path, Path]) -> None:
@@ -117,7 +152,8 @@ def test_html_sections_verdicts_and_images(built: tuple[Path, Path]) -> None:
     assert page.index('id="s1_init"') < page.index('id="s2_activations"') < page.index('id="default"')
     for verdict in ("CONFIRMED",):
         assert verdict in page
-    assert "No claim is registered" in page  # default
+    assert "No claim is registered" in page  # smoke
+    assert '<h2 id="how-verdicts">How verdicts are computed</h2>' in page and "Holm" in page
     assert "Not in this report" in page and "s5_early" in page
     imgs = re.findall(r'<img src="data:image/png;base64,([^"]+)"', page)
     assert len(imgs) >= 12
@@ -137,6 +173,19 @@ def test_study_pages_carry_the_verdicts(built: tuple[Path, Path]) -> None:
     assert toys_md.count("**Verdict:") == 2 and "-390" in toys_md
     assert "| test acc (mean ± 95% CI) |" in (out / "s1_init.md").read_text()
     assert "s6_bn_by_scale.png" in (out / "s6_bn.md").read_text()
+    assert "_How this verdict is computed._" in (out / "s6_bn.md").read_text()
+    assert "Test accuracy per job (all 4 jobs" in (out / "s1_init.md").read_text()  # every job drawn, said so
+    assert (out / "how_verdicts.md").read_text().startswith("# How verdicts are computed")
+
+
+def test_tuned_study_shows_both_rankings_and_sensitivity(built: tuple[Path, Path]) -> None:
+    _, out = built
+    md = (out / "s3_optim.md").read_text()
+    assert "## Ranking at the shared lr and at each arm's tuned lr" in md
+    assert "| optimizer=sgd | 0.01 | 0.860 ± 0.020 | 3 | 1 (edge) | 0.950 ± 0.020 |" in md
+    assert "does not survive tuning" in md and "**Verdict: REFUTED.**" in md
+    assert "s3_optim_sensitivity.png" in md and "s3_optim_rankings.png" in md
+    assert "4 learning rates over 3.0 decades" in md and "fewer than SPEC's 7 values" in md
 
 
 def test_two_builds_are_byte_identical(built: tuple[Path, Path], tmp_path: Path) -> None:

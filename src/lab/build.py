@@ -52,20 +52,29 @@ def build_packed(subs: Sequence[Any], ds: Dataset) -> Built:
     """
     if len(subs) == 1:
         return build(subs[0], ds)
-    base = subs[0]
-    if base.init.course:
+    if subs[0].init.course:
         raise ValueError("init.course=true configs are never packed: the course's draw is one fixed network")
-    S = int(base.train.seeds)
-    net = _mlp(base, ds, init=[str(c.init.name) for c in subs for _ in range(S)],
-               init_kwargs=[init_kwargs(c.init) for c in subs for _ in range(S)],
-               seeds=[int(c.train.seed) + r for c in subs for r in range(S)],
-               l2=np.repeat([float(c.model.l2) for c in subs], S))
-    opt = build_optimizer(base, lr=np.repeat([float(c.train.lr) for c in subs], S))
+    S = int(subs[0].train.seeds)
+    return build_replicas([c for c in subs for _ in range(S)], [float(c.train.lr) for c in subs for _ in range(S)],
+                          [int(c.train.seed) + r for c in subs for r in range(S)], ds)
+
+
+def build_replicas(cfgs: Sequence[Any], lrs: Sequence[float], seeds: Sequence[int], ds: Dataset) -> Built:
+    """One net whose replica r is config `cfgs[r]` at learning rate `lrs[r]` and seed `seeds[r]`.
+
+    The configs must be equal except at packing.PACKABLE paths (init, clipping, patience, L2); the optimizer,
+    schedule, model and loop settings are the first config's. A pack (:func:`build_packed`) and the stages of
+    learning-rate tuning (src/lab/tuning.py) are both lists of such replicas.
+    """
+    base = cfgs[0]
+    net = _mlp(base, ds, init=[str(c.init.name) for c in cfgs], init_kwargs=[init_kwargs(c.init) for c in cfgs],
+               seeds=[int(s) for s in seeds], l2=np.array([float(c.model.l2) for c in cfgs]))
+    opt = build_optimizer(base, lr=np.asarray(lrs, dtype=np.float64))
     loop = dataclasses.replace(
         loop_settings(base),
-        clip_value=_per_replica([c.train.clip_value for c in subs], S, np.inf),
-        clip_norm=_per_replica([c.train.clip_norm for c in subs], S, np.inf),
-        patience=_per_replica([c.train.patience for c in subs], S, np.inf))
+        clip_value=_per_replica([c.train.clip_value for c in cfgs], np.inf),
+        clip_norm=_per_replica([c.train.clip_norm for c in cfgs], np.inf),
+        patience=_per_replica([c.train.patience for c in cfgs], np.inf))
     return Built(ds, net, opt, build_schedule(base), loop, str(base.model.activation))
 
 
@@ -120,8 +129,8 @@ def loop_settings(cfg: Any) -> LoopConfig:
                       shuffle=t.shuffle, progress=progress_on(t.progress))
 
 
-def _per_replica(values: list[Any], S: int, off: float) -> np.ndarray | None:
-    """(n·S,) array of per-config values (None -> `off`); None when every config has it off."""
+def _per_replica(values: list[Any], off: float) -> np.ndarray | None:
+    """(R,) array of per-replica values (None -> `off`); None when every replica has it off."""
     if all(v is None for v in values):
         return None
-    return np.repeat(np.array([off if v is None else float(v) for v in values], dtype=np.float64), S)
+    return np.array([off if v is None else float(v) for v in values], dtype=np.float64)

@@ -143,6 +143,26 @@ class TrackingCfg:
     max_curve_points: int = 500
 
 
+# The default learning-rate grid of `tune.lrs`: 7 values over 3 decades, the 1-3-10 steps of a log grid.
+TUNE_LRS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+
+
+@dataclass
+class TuneCfg:
+    """Learning-rate tuning on the replica axis (src/lab/tuning.py; SPEC "Protocol for comparisons").
+
+    `enabled: true` trains every config of the run or grid at each of `lrs` on `seeds` tuning replicas (seeds
+    `seed`, `seed + 1`, ..., kept apart from the report seeds `train.seed`...), picks its lr on VALIDATION
+    accuracy (ties: validation loss), and reports that lr on the report seeds next to the configured `train.lr`,
+    in two packed fits. `lrs` should span >= 3 decades with >= 7 values; the report says when it does not.
+    """
+
+    enabled: bool = False
+    lrs: list[float] = field(default_factory=lambda: list(TUNE_LRS))
+    seeds: int = 3
+    seed: int = 1000
+
+
 @dataclass
 class Config:
     """The whole job. `study` names the MLflow experiment (and, in the pipeline, the `results/<study>/` folder).
@@ -160,6 +180,7 @@ class Config:
     schedule: ScheduleCfg = field(default_factory=ScheduleCfg)
     train: TrainCfg = field(default_factory=TrainCfg)
     tracking: TrackingCfg = field(default_factory=TrackingCfg)
+    tune: TuneCfg = field(default_factory=TuneCfg)
     results_dir: str | None = None
     resume: bool = False
 
@@ -320,6 +341,7 @@ def validate(cfg: DictConfig | Config) -> None:
     _choice("train.dtype", t.dtype, ("float64", "float32"))
     if c.tracking.max_curve_points < 2:
         raise _bad("tracking.max_curve_points", c.tracking.max_curve_points, "an integer >= 2")
+    _validate_tune(c)
     # The libraries' own checks of kwargs (unknown names, ranges) also give one-line ValueErrors.
 
     for build in (
@@ -351,6 +373,26 @@ def _finite_everywhere(c: Any) -> None:
             raise _bad(path, node, "a finite number (no key takes nan or inf; null switches an option off)")
 
     walk(to_container(c) if isinstance(c, DictConfig) else dataclasses.asdict(c), "")
+
+
+def _validate_tune(c: Any) -> None:
+    """`tune.*`: positive distinct lrs, >= 1 tuning seed, tuning seeds apart from the report seeds."""
+    tu = c.get("tune") if hasattr(c, "get") else getattr(c, "tune", None)
+    if tu is None or not tu.enabled:
+        return
+    lrs = [float(v) for v in tu.lrs]
+    if not lrs or any(not (math.isfinite(v) and v > 0) for v in lrs) or len(set(lrs)) != len(lrs):
+        raise _bad("tune.lrs", lrs, "a list of distinct learning rates > 0, e.g. [0.001,0.003,0.01,0.03,0.1,0.3,1]")
+    if tu.seeds < 1:
+        raise _bad("tune.seeds", tu.seeds, "an integer >= 1 (tuning replicas per learning rate)")
+    t = c.train
+    report = range(int(t.seed), int(t.seed) + int(t.seeds))
+    tuning = range(int(tu.seed), int(tu.seed) + int(tu.seeds))
+    if tu.seed < 0 or set(report) & set(tuning):
+        raise _bad("tune.seed", tu.seed, f"an integer >= 0 whose {tu.seeds} tuning seeds avoid the report seeds "
+                   f"{t.seed}..{t.seed + t.seeds - 1} (choosing and reporting on the same seeds is biased)")
+    if c.init.course:
+        raise _bad("tune.enabled", True, "false with init.course=true (the course's one fixed draw is not tuned)")
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:

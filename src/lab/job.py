@@ -31,7 +31,7 @@ from omegaconf import DictConfig
 from src import data
 from src.files import atomic_write_json, atomic_write_text
 from src.lab import memory, records, signals
-from src.lab.artifacts import write_artifacts
+from src.lab.artifacts import write_artifacts, write_tuning_artifacts
 from src.lab.build import Built, build, layer_sizes, load_dataset
 from src.lab.config import ConfigError, to_container, validate
 from src.lab.loop import FitResult, fit
@@ -47,6 +47,7 @@ from src.lab.tracking import (
     flatten,
     resolve_uri,
 )
+from src.lab.tuning import Outcome, fit_tuned, replica_rows
 
 DONE_STATUSES = ("finished", "diverged")
 
@@ -259,21 +260,33 @@ def train(built: Built) -> FitResult:
 
 def _train_and_log(cfg: DictConfig, cfg_dict: dict[str, Any], ds: data.Dataset, tracker: Tracker | None,
                    run_id: str | None, out_dir: Path, trained: Any = None) -> tuple[dict[str, float], str]:
+    outcome = None
     if trained is not None:  # a packed job's slice (src/lab/packing.py), or the exception its shared fit raised
         if isinstance(trained, BaseException):
             raise trained
-        result, net = trained
+        result, net, *rest = trained
+        outcome = rest[0] if rest else None
+    elif cfg.tune.enabled:  # one config tuned on its own: a pack of one arm (src/lab/tuning.py)
+        result, net, outcome = fit_tuned([cfg], ds, train)[0]
     else:
         built = build(cfg, ds)
         result, net = train(built), built.net
-    return _log_result(cfg, cfg_dict, ds, result, net, tracker, run_id, out_dir)
+    return _log_result(cfg, cfg_dict, ds, result, net, tracker, run_id, out_dir, outcome)
 
 
 def _log_result(cfg: DictConfig, cfg_dict: dict[str, Any], ds: data.Dataset, result: Any, net: Any,
-                tracker: Tracker | None, run_id: str | None, out_dir: Path) -> tuple[dict[str, float], str]:
+                tracker: Tracker | None, run_id: str | None, out_dir: Path,
+                outcome: Outcome | None = None) -> tuple[dict[str, float], str]:
     metrics = records.final_metrics(result)
     status = records.status_of(result)
     atomic_write_text(out_dir / "curve.csv", records.mean_curve_csv(result))
+    if outcome is None:
+        rows = replica_rows(result, None, 1.0 / ds.n_classes, seeds=list(net.seeds), lr=float(cfg.train.lr))
+    else:
+        rows = outcome.replicas
+        metrics.update(outcome.metrics())
+        atomic_write_text(out_dir / records.TUNING_FILE, records.rows_csv(outcome.table_rows()))
+    atomic_write_text(out_dir / records.REPLICAS_FILE, records.rows_csv(rows))
     if tracker is not None and run_id is not None:
         start = time.perf_counter()
         step = int(result.epochs_used.max()) if result.replicas else 0
@@ -287,6 +300,8 @@ def _log_result(cfg: DictConfig, cfg_dict: dict[str, Any], ds: data.Dataset, res
         if cfg.tracking.artifacts:
             art = out_dir / "artifacts"
             write_artifacts(art, cfg_dict, result, net, ds, cfg.model.activation)
+            if outcome is not None:
+                write_tuning_artifacts(art, outcome, str(cfg.optimizer.name))
             tracker.log_artifacts(run_id, art)
         metrics["tracking_time_s"] = time.perf_counter() - start
     return metrics, status

@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from src.lab.replicas import split_result, subnet
+
 # Leaf paths whose values may differ inside one pack: the maths takes each of them per replica.
 PACKABLE: tuple[str, ...] = (
     "init.name", "init.std", "init.mean", "init.a", "init.value", "init.gain",
@@ -104,44 +106,6 @@ def sub_configs(cfg: DictConfig) -> tuple[list[dict[str, Any]], list[DictConfig]
     return entries, subs
 
 
-def split_result(result: Any, sl: slice, n: int) -> Any:
-    """Config `sl`'s share of a packed FitResult (replica axis sliced, history cut at its last active epoch)."""
-    from src.lab.loop import FitResult
-
-    last = int(result.epochs_used[sl].max()) if result.epochs.size else 0
-    keep = result.epochs <= max(last, 0)
-    diag_epochs, diagnostics = [], []
-    for e, stats in zip(result.diag_epochs, result.diagnostics, strict=True):
-        e = min(int(e), last)  # the final diagnosis (after the packed loop) describes this config's final weights
-        if diag_epochs and diag_epochs[-1] == e:
-            diag_epochs.pop()
-            diagnostics.pop()
-        diag_epochs.append(e)
-        diagnostics.append({k: np.asarray(v)[sl] for k, v in stats.items()})
-    hists = {k: [(np.asarray(c)[sl], edges) for c, edges in layers] for k, layers in result.histograms.items()}
-    return FitResult(
-        epochs=result.epochs[keep], history={k: v[keep][:, sl] for k, v in result.history.items()},
-        final={k: v[sl] for k, v in result.final.items()}, epochs_used=result.epochs_used[sl],
-        best_epoch=result.best_epoch[sl], diverged=result.diverged[sl], diverged_epoch=result.diverged_epoch[sl],
-        stopped_early=result.stopped_early[sl], diag_epochs=diag_epochs, diagnostics=diagnostics,
-        histograms=hists, wall_time=result.wall_time / n, interrupted=result.interrupted)
-
-
-def subnet(net: Any, sl: slice) -> Any:
-    """Replicas `sl` of a packed net as a net of their own (copies: artifacts and figures read it)."""
-    sub = copy.copy(net)
-    sub.params = {k: v[sl].copy() for k, v in net.params.items()}
-    sub.state = {k: v[sl].copy() for k, v in net.state.items()}
-    sub.seeds = list(net.seeds[sl])
-    sub.replicas = len(sub.seeds)
-    sub.init = list(net.init[sl])
-    sub.init_kwargs = list(net.init_kwargs[sl])
-    sub.dropout_rngs = list(net.dropout_rngs[sl])
-    lam = net.l2
-    sub.l2 = lam[sl] if isinstance(lam, np.ndarray) else lam
-    return sub
-
-
 def run_packed(cfg: DictConfig) -> float:
     """Fit every config of `cfg.pack` at once, then record each through `src.lab.job.run_job`."""
     from src.lab import job
@@ -192,22 +156,32 @@ def _left_out(cfg: DictConfig, subs: list[DictConfig]) -> set[int]:
 
 def _fit_pack(subs: list[DictConfig], todo: list[int]) -> dict[int, Any]:
     """Fit configs `todo` of `subs` as one net: {config: (its FitResult slice, its subnet)}, or {config: the
-    exception} for every config when the shared fit fails (each is then recorded as failed)."""
+    exception} for every config when the shared fit fails (each is then recorded as failed). With `tune.enabled`
+    the pack is tuned (src/lab/tuning.py: two fits) and each config also gets its tuning outcome."""
     from src.lab.build import build_packed, load_dataset
     from src.lab.job import train
 
     t0 = time.perf_counter()
     trained: dict[int, Any] = {}
+    base = subs[todo[0]]
+    tuned = bool(base.tune.enabled)
     try:
-        base = subs[todo[0]]
-        built = build_packed([subs[k] for k in todo], load_dataset(base))
-        result = train(built)
-        S = int(base.train.seeds)
-        for j, k in enumerate(todo):
-            sl = slice(j * S, (j + 1) * S)
-            trained[k] = (split_result(result, sl, len(todo)), subnet(built.net, sl))
+        ds = load_dataset(base)
+        if tuned:
+            from src.lab.tuning import fit_tuned
+
+            for k, got in zip(todo, fit_tuned([subs[k] for k in todo], ds, train), strict=True):
+                trained[k] = got
+        else:
+            built = build_packed([subs[k] for k in todo], ds)
+            result = train(built)
+            S = int(base.train.seeds)
+            for j, k in enumerate(todo):
+                sl = slice(j * S, (j + 1) * S)
+                trained[k] = (split_result(result, sl, len(todo)), subnet(built.net, sl))
     except Exception as exc:  # noqa: BLE001 - every config of the pack is recorded as failed by run_job
         trained = {k: exc for k in todo}
-    print(f"packed job: {len(todo)} configs × {int(subs[0].train.seeds)} seeds in one fit, "
-          f"{time.perf_counter() - t0:.1f}s", flush=True)
+    what = (f"tuned over {len(base.tune.lrs)} lrs × {int(base.tune.seeds)} seeds, then " if tuned else "")
+    print(f"packed job: {len(todo)} configs × {int(base.train.seeds)} seeds, {what}in "
+          f"{'two fits' if tuned else 'one fit'}, {time.perf_counter() - t0:.1f}s", flush=True)
     return trained

@@ -25,6 +25,8 @@ from src.lab.loop import SPLITS, FitResult
 from src.lab.stats import summary
 
 RESULT_FILE = "result.json"
+REPLICAS_FILE = "replicas.csv"  # one row per replica trained by the job (per-seed numbers for paired tests)
+TUNING_FILE = "tuning.csv"  # with tune.enabled: the job's sensitivity table, one row per learning rate
 # Keys that do not change what is computed: they are left out of the config hash used by resume.
 _VOLATILE = {("tracking",), ("resume",), ("train", "progress"), ("train", "max_memory_gb"), ("results_dir",),
              ("data", "dir")}  # where the files live: the dataset digest in the resume key covers their content
@@ -184,6 +186,29 @@ def diagnostics_csv(result: FitResult) -> str:
             for r, v in enumerate(np.asarray(stats[name]).ravel()):
                 w.writerow([epoch, r, name, repr(float(v))])
     return buf.getvalue()
+
+
+def rows_csv(rows: list[dict[str, Any]], first: dict[str, Any] | None = None) -> str:
+    """Dict rows as CSV (columns in first-seen order; `first`: constant columns put in front of every row).
+    Floats keep 6 significant digits, enough for accuracies on a few hundred points and for losses."""
+    rows = [{**(first or {}), **r} for r in rows]
+    cols: list[str] = []
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(cols)
+    for r in rows:
+        w.writerow([_cell(r.get(k)) for k in cols])
+    return buf.getvalue()
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float | np.floating):
+        return f"{float(v):.6g}"
+    return str(v)
 
 
 def read_results(sweep_dir: str | Path, parent_id: str | None = None) -> list[dict[str, Any]]:

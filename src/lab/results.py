@@ -17,34 +17,47 @@ from typing import Any
 import numpy as np
 
 from src.files import atomic_folder, atomic_write_json, atomic_write_text
+from src.lab.records import REPLICAS_FILE, TUNING_FILE, rows_csv
 
+TUNED_LEADER_KEYS = ("tuned_lr", "tuned_test_acc", "tuned_test_acc_ci95")
 LEADER_KEYS = ("test_acc", "test_acc_ci95", "val_acc", "train_acc", "test_loss", "epochs_used", "best_epoch",
                "diverged_fraction", "wall_time_s")
 
 
 def leaderboard_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per job, best test accuracy first; failed jobs last."""
+    """One row per job, best VALIDATION accuracy first (ties: test accuracy only as a display order); failed jobs
+    last. Why validation: the leaderboard's first row is "the best job", and picking it on test accuracy would
+    select on the very numbers it then reports."""
     table = []
     for r in rows:
         m = r.get("metrics", {})
         table.append({"name": r.get("name", "?"), "status": r.get("status", "?"),
-                      **{k: m.get(k, float("nan")) for k in LEADER_KEYS}})
+                      **{k: m.get(k, float("nan")) for k in (*LEADER_KEYS, *TUNED_LEADER_KEYS)}})
 
-    def key(row: dict[str, Any]) -> tuple[int, float]:
-        acc = row["test_acc"]
-        return (row["status"] == "failed", -(acc if acc == acc else -1.0))
+    def key(row: dict[str, Any]) -> tuple[int, float, float]:
+        val, acc = row["val_acc"], row["test_acc"]
+        return (row["status"] == "failed", -(val if val == val else -1.0), -(acc if acc == acc else -1.0))
 
     return sorted(table, key=key)
 
 
 def leaderboard_text(table: list[dict[str, Any]]) -> str:
-    """A Markdown table (readable in a terminal too)."""
-    head = "| # | job | status | test acc (mean ± 95% CI) | val acc | train acc | epochs | diverged |"
-    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    """A Markdown table, best validation accuracy first (readable in a terminal too); a tuned grid adds each
+    job's chosen lr and its test accuracy there."""
+    tuned = any(r.get("tuned_lr") == r.get("tuned_lr") and r.get("tuned_lr") is not None for r in table)
+    head = "| # | job | status | val acc | test acc (mean ± 95% CI) | train acc | epochs | diverged |"
+    rule = "|---|---|---|---|---|---|---|---|"
+    if tuned:
+        head, rule = head + " tuned lr | test acc at tuned lr |", rule + "---|---|"
+    lines = [head, rule]
     for i, r in enumerate(table, 1):
-        lines.append(f"| {i} | {r['name']} | {r['status']} | {r['test_acc']:.3f} ± {r['test_acc_ci95']:.3f} | "
-                     f"{r['val_acc']:.3f} | {r['train_acc']:.3f} | {r['epochs_used']:.0f} | "
-                     f"{r['diverged_fraction']:.2f} |")
+        line = (f"| {i} | {r['name']} | {r['status']} | {r['val_acc']:.3f} | {r['test_acc']:.3f} ± "
+                f"{r['test_acc_ci95']:.3f} | {r['train_acc']:.3f} | {r['epochs_used']:.0f} | "
+                f"{r['diverged_fraction']:.2f} |")
+        if tuned:
+            line += f" {r.get('tuned_lr', float('nan')):g} | {r.get('tuned_test_acc', float('nan')):.3f} ± " \
+                    f"{r.get('tuned_test_acc_ci95', float('nan')):.3f} |"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -52,6 +65,8 @@ def runs_csv(rows: list[dict[str, Any]]) -> str:
     """One row per job: overrides, status, run id, headline metrics (mean and CI over replicas)."""
     keys = ["train_acc", "val_acc", "test_acc", "test_acc_ci95", "train_loss", "val_loss", "test_loss",
             "epochs_used", "best_epoch", "diverged_fraction", "stopped_early_fraction", "replicas", "wall_time_s"]
+    if any("tuned_lr" in r.get("metrics", {}) for r in rows):  # tune.enabled: the arm at its chosen lr too
+        keys += list(TUNED_KEYS)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["job", "name", "overrides", "status", "run_id", "config_hash", *keys, "error"])
@@ -63,6 +78,11 @@ def runs_csv(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
+# runs.csv columns of a tuned grid: the chosen lr and the report seeds' numbers at it (src/lab/tuning.py)
+TUNED_KEYS = ("tuned_lr", "tuned_lr_at_edge", "tuned_train_acc", "tuned_val_acc", "tuned_test_acc",
+              "tuned_test_acc_ci95", "tuned_test_loss", "tuned_diverged_fraction", "tune_wall_time_s")
+
+
 def _num(v: Any) -> str:
     if v is None:
         return ""
@@ -71,7 +91,7 @@ def _num(v: Any) -> str:
 
 # What nnlab writes into results/<study>/ (and may therefore replace); anything else there (DVC's .gitignore, a
 # user's notes) is carried over by src.files.atomic_folder, never deleted.
-RESULT_FILES = ("runs.csv", "metrics.json", "curves.csv", "leaderboard.md")
+RESULT_FILES = ("runs.csv", "metrics.json", "curves.csv", "leaderboard.md", REPLICAS_FILE, TUNING_FILE)
 CURVE_FILE = re.compile(r"job\d{3,}\.csv")  # curves/jobNNN.csv: what nnlab wrote before curves.csv
 
 
@@ -99,6 +119,8 @@ def write_result_files(folder: Path, rows: list[dict[str, Any]], sweep_dir: Path
     atomic_write_text(folder / "runs.csv", runs_csv(rows))
     atomic_write_json(folder / "metrics.json", headline(rows))
     atomic_write_text(folder / "curves.csv", curves_csv(rows, sweep_dir))
+    for name in (REPLICAS_FILE, TUNING_FILE):
+        _gather(folder / name, rows, sweep_dir, name)
     atomic_write_text(folder / "leaderboard.md", leaderboard_text(leaderboard_rows(rows)) + "\n")
 
 
@@ -177,3 +199,16 @@ def curves_csv(rows: list[dict[str, Any]], sweep_dir: Path) -> str:
             for line in reader:
                 w.writerow([r.get("name", f"job{r.get('num')}"), *line])
     return buf.getvalue() if header else "config,epoch\n"
+
+
+def _gather(dst: Path, rows: list[dict[str, Any]], sweep_dir: Path, name: str) -> None:
+    """Concatenate every job's `name` (a CSV in its job folder) into `dst`, each row prefixed with the job's
+    number and name. When no job wrote one (tuning.csv of an untuned grid) `dst` has the header only: the
+    pipeline declares the same files for every study."""
+    out: list[dict[str, Any]] = []
+    for r in rows:
+        src = sweep_dir / str(r.get("num")) / name
+        if src.exists():
+            with open(src, newline="", encoding="utf-8") as f:
+                out += [{"job": r.get("num"), "name": r.get("name"), **row} for row in csv.DictReader(f)]
+    atomic_write_text(dst, rows_csv(out) if out else "job,name\n")

@@ -25,6 +25,16 @@ from src.lab import packing
 log = logging.getLogger(__name__)
 
 
+def replicas_per_config(cfg: dict[str, Any]) -> int:
+    """How many replicas one config adds to a pack: its seeds, and with `tune.enabled` its lrs × tuning seeds and
+    the report seeds at the chosen lr (src/lab/tuning.py; the larger of its two fits counts)."""
+    seeds = int(cfg["train"]["seeds"])
+    tune = cfg.get("tune") or {}
+    if not tune.get("enabled"):
+        return seeds
+    return len(tune.get("lrs") or []) * int(tune.get("seeds", 1)) + seeds
+
+
 class VectorizedSweeper(BasicSweeper):
     """Cartesian product like BasicSweeper; configs differing only at PACKABLE paths share one job."""
 
@@ -52,8 +62,7 @@ class VectorizedSweeper(BasicSweeper):
             groups.setdefault(key if key is not None else f"alone:{i}", []).append((i, d))
         batch: list[list[str]] = []
         for members in groups.values():
-            seeds = int(members[0][1]["train"]["seeds"])
-            per_job = max(1, self.max_replicas // max(seeds, 1))
+            per_job = max(1, self.max_replicas // max(replicas_per_config(members[0][1]), 1))
             for s in range(0, len(members), per_job):
                 chunk = members[s:s + per_job]
                 entries = [packing.pack_entry(i, jobs[i], d) for i, d in chunk]

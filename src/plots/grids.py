@@ -10,10 +10,12 @@ import numpy as np
 from src.plots.common import figure, log_y_if_positive, save
 
 
-def leaderboard_plot(table: list[dict[str, Any]], path: str | Path, top: int = 30) -> Path:
-    """Test accuracy (mean ± 95% CI over replicas) of each job of a sweep, best first."""
-    rows = [r for r in table if r.get("status") != "failed"][:top]
-    plt, fig = figure(8, 0.3 * max(len(rows), 3) + 1.2)
+def leaderboard_plot(table: list[dict[str, Any]], path: str | Path, top: int | None = 30) -> Path:
+    """Test accuracy (mean ± 95% CI over replicas) of each job of a sweep, in the table's order; failed jobs have
+    no bar. With `top`, only the first `top` jobs are drawn and the title says how many of how many."""
+    usable = [r for r in table if r.get("status") != "failed"]
+    rows = usable if top is None else usable[:top]
+    plt, fig = figure(8, 0.22 * max(len(rows), 3) + 1.4)
     ax = fig.add_subplot(1, 1, 1)
     names = [r["name"] for r in rows][::-1]
     means = [r["test_acc"] for r in rows][::-1]
@@ -23,6 +25,9 @@ def leaderboard_plot(table: list[dict[str, Any]], path: str | Path, top: int = 3
     ax.set_yticklabels(names, fontsize=7)
     ax.set_xlabel("test accuracy (mean ± 95% CI over replicas)")
     ax.set_xlim(0, 1)
+    shown = f"all {len(rows)} jobs" if len(rows) == len(usable) else f"the first {len(rows)} of {len(usable)} jobs"
+    failed = len(table) - len(usable)
+    ax.set_title(shown + (f" ({failed} failed, not drawn)" if failed else ""), fontsize=9)
     return save(plt, fig, path)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from src import cli_args
 from src.files import atomic_write_text
-from src.report.render import index_html, section_md
+from src.report.render import how_verdicts_md, index_html, section_md
 from src.studies import all_studies
 from src.studies.base import Section, Study
 from src.studies.sections import grid_section
@@ -56,10 +56,15 @@ def build(results: Path, out: Path) -> list[Path]:
         (out / f"{s}.md").unlink(missing_ok=True)
         for fig in figdir.glob(f"{s}_*.png"):
             fig.unlink()
-    sections: list[Section] = [(study.section or grid_section)(study, d, figdir) for study, d in found]
+    sections: list[Section] = []
+    for study, d in found:
+        sec = (study.section or grid_section)(study, d, figdir)
+        sec.rules = sec.rules or [" ".join((r.__doc__ or "").split()) for r in study.rules]
+        sections.append(sec)
     written: list[Path] = []
     for sec in sections:
         written.append(atomic_write_text(out / f"{sec.study}.md", section_md(sec)))
+    written.append(atomic_write_text(out / "how_verdicts.md", how_verdicts_md(sections)))
     written += sorted(p for s in studies for p in figdir.glob(f"{s}_*.png"))
     present = {study.name for study, _ in found}
     missing = [s for s in studies if s not in present]

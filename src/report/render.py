@@ -40,6 +40,7 @@ def section_html(sec: Section) -> str:
     parts += [_verdict_html(v) for v in sec.verdicts]
     if not sec.verdicts:
         parts.append("<p><i>No claim is registered for this study: numbers only.</i></p>")
+    parts += [f"<p class=note><b>How this verdict is computed.</b> {html.escape(r)}</p>" for r in sec.rules if r]
     parts += [f"<p class=note>{html.escape(n)}</p>" for n in sec.notes]
     for caption, t in sec.tables:
         parts.append(f"<h3>{html.escape(caption)}</h3>{table_html(t)}")
@@ -55,6 +56,7 @@ def section_md(sec: Section) -> str:
         out += [f"**Claim.** {v.claim}", "", f"**Verdict: {v.verdict.upper()}.** {v.reason}", ""]
     if not sec.verdicts:
         out += ["_No claim is registered for this study: numbers only._", ""]
+    out += [f"_How this verdict is computed._ {r}\n" for r in sec.rules if r]
     out += [f"{n}\n" for n in sec.notes]
     for caption, t in sec.tables:
         out += [f"## {caption}", "", table_md(t), ""]
@@ -70,6 +72,48 @@ STYLE = ("body{font-family:sans-serif;max-width:1150px;margin:2em auto;padding:0
          ".nuanced{border-color:#d4a017}.badge{font-weight:bold}.note{font-size:13px;color:#444}"
          "section{margin-bottom:3em}td.confirmed{color:#2a8a2a;font-weight:bold}td.refuted{color:#c0392b;"
          "font-weight:bold}td.nuanced{color:#a07800;font-weight:bold}")
+
+
+# The principles every rule follows (each rule's own docstring, printed per study, says the rest).
+PRINCIPLES = (
+    "Selection on validation only: a job's rank in the tables, the 'best' job of metrics.json and every tuned "
+    "learning rate are chosen on validation accuracy; test accuracy is only reported for what was chosen.",
+    "Paired seeds: replica r of every arm of a comparison has seed r (the same initial draw where the initializer "
+    "family allows, the same mini-batch order), so arms are compared on per-seed differences: a paired t-test "
+    "(Wilcoxon's signed-rank p is computed alongside), the difference's 95% CI from Student's t.",
+    "Families of tests: a verdict resting on several comparisons corrects their p-values together with Holm's "
+    "step-down method; 'significantly better/worse' means Holm-adjusted p < 0.05.",
+    "Equivalence: 'no difference' is never read from a non-significant test; it is claimed only when the whole 95% CI "
+    "of the difference lies within ±0.02 accuracy (about 1.6 of the 80 test points of the 2-D sets), and then it "
+    "wins over significance (a significant 0.001 is no difference worth a claim). Otherwise a comparison is "
+    "'inconclusive'.",
+    "Diverged replicas stay in every denominator: in comparisons a diverged replica scores chance accuracy "
+    "(1/classes: what its non-finite outputs predict on these balanced sets); counts say 'k of n'.",
+    "Two views: where arms are ranked (s1_init, s3_optim, default) each arm is trained at the preset's shared lr "
+    "and at its own lr tuned on validation (7 lrs over 3 decades, 3 tuning seeds, reported on 10 fresh seeds). "
+    "The tuned view decides the verdict; the reason also gives the shared-lr view and says whether the "
+    "conclusion survives tuning.",
+    "Course-exact studies (one deterministic replica per job) are compared with the course's table cell by cell "
+    "at the table's printed precision: no significance language from n = 1.",
+    "Claim labels: confirmed (every part holds), refuted (the evidence goes against it: a significant reversal, "
+    "an equivalence, or a part that fails outright), nuanced (neither), no data (the rule's jobs are missing).",
+)
+
+
+def how_verdicts_html(sections: list[Section]) -> str:
+    """The report's 'How verdicts are computed' section: the shared principles, then each study's rule."""
+    items = "".join(f"<li>{html.escape(p)}</li>" for p in PRINCIPLES)
+    rules = "".join(f"<tr><td>{html.escape(s.study)}</td><td>{html.escape(r)}</td></tr>"
+                    for s in sections for r in s.rules if r)
+    return (f'<h2 id="how-verdicts">How verdicts are computed</h2><ul>{items}</ul><table><thead><tr><th>study'
+            f"</th><th>rule</th></tr></thead><tbody>{rules}</tbody></table>")
+
+
+def how_verdicts_md(sections: list[Section]) -> str:
+    """The same as Markdown (reports/how_verdicts.md)."""
+    out = ["# How verdicts are computed", "", *(f"- {p}" for p in PRINCIPLES), "", "| study | rule |", "|---|---|"]
+    out += [f"| {s.study} | {r.replace('|', '/')} |" for s in sections for r in s.rules if r]
+    return "\n".join(out) + "\n"
 
 
 def index_html(sections: list[Section], missing: list[str]) -> str:
@@ -90,7 +134,8 @@ def index_html(sections: list[Section], missing: list[str]) -> str:
         miss = ("<p class=note>Not in this report (no <code>results/&lt;study&gt;</code> yet; run <code>dvc repro"
                 f"</code>): {html.escape(', '.join(missing))}.</p>")
     intro = ("<p>Each claim from the source articles and course, its verdict computed from the data by a rule in "
-             "<code>src/studies/&lt;study&gt;.py</code>, the table (mean ± 95% CI over seeds) and the figures.</p>")
+             "<code>src/studies/&lt;study&gt;.py</code> (see <a href=\"#how-verdicts\">How verdicts are computed</a>), "
+             "the tables (mean ± 95% CI over seeds) and the figures.</p>")
     return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>nnlab report</title>"
             f"<style>{STYLE}</style></head><body><h1>nnlab report</h1>{intro}{summary}{miss}"
-            f"{''.join(section_html(s) for s in sections)}</body></html>\n")
+            f"{how_verdicts_html(sections)}{''.join(section_html(s) for s in sections)}</body></html>\n")

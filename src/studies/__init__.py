@@ -22,7 +22,7 @@ import pkgutil
 
 from src.studies.base import Study
 
-_HELPERS = ("base", "sections")
+_HELPERS = ("base", "sections", "compare", "tuned")
 
 
 def all_studies() -> dict[str, Study]:

@@ -4,9 +4,12 @@ A study (one module of this package, see `src/studies/__init__.py`) states a cla
 turns its numbers into a :class:`Verdict`: confirmed, refuted or nuanced, with a reason quoting the numbers.
 
 Why rules in code: a report that says "confirmed" because someone looked at a plot is not reproducible. Each rule
-is a small pure function over the rows of ``results/<study>/runs.csv`` (one dict per job, means over replicas and
-the 95% CI half-width of the test accuracy) or over a study's ``metrics.json``. "Significantly better" means the
-95% confidence intervals of the two means do not overlap (a conservative test: no claim on overlapping intervals).
+is a small pure function over a grid's :class:`Results` (``results/<study>/runs.csv``, one row per job; and
+``replicas.csv``, one row per replica, which the paired comparisons of `src/studies/compare.py` use) or over a
+measured study's ``metrics.json``. Its docstring states the rule; the report prints it under "How verdicts are
+computed". "Significantly better" means a paired test on per-seed differences, Holm-corrected over the verdict's
+family of comparisons (src/lab/stats.py); one replica (the course-exact studies) is compared with the reference
+cell by cell, never tested.
 
 Job names are the comma-joined sweep overrides (``init.std=0.01,model.batchnorm=true``); :func:`parse_name`
 splits them (brackets respected) so rules never depend on the order of the overrides.
@@ -22,6 +25,21 @@ from typing import Any
 
 CONFIRMED, REFUTED, NUANCED, NO_DATA = "confirmed", "refuted", "nuanced", "no data"
 Row = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Results:
+    """A grid study's results folder, as its rules read it."""
+
+    rows: Sequence[Row] = ()  # runs.csv: one row per job (means and CIs over its replicas)
+    replicas: Sequence[Row] = ()  # replicas.csv: one row per replica (seed, lr, role, final metrics)
+    tuning: Sequence[Row] = ()  # tuning.csv: one row per job and learning rate (with tune.enabled)
+    metrics: Mapping[str, Any] = field(default_factory=dict)  # metrics.json
+
+    @staticmethod
+    def of(x: Results | Sequence[Row] | None) -> Results:
+        """`x` as Results (a plain list is the runs.csv rows: what the older rules and many tests pass)."""
+        return x if isinstance(x, Results) else Results(rows=list(x or []))
 
 
 @dataclass(frozen=True)
@@ -49,6 +67,7 @@ class Section:
     notes: list[str] = field(default_factory=list)
     tables: list[tuple[str, Table]] = field(default_factory=list)
     figures: list[tuple[str, Path]] = field(default_factory=list)
+    rules: list[str] = field(default_factory=list)  # how each verdict is computed (the rules' docstrings)
 
 
 @dataclass(frozen=True)
@@ -79,10 +98,13 @@ class Study:
         """Its DVC stage in dvc.yaml."""
         return f"train@{self.name}" if self.grid else self.name
 
-    def judge(self, rows: Sequence[Row] | None, metrics: Mapping[str, Any] | None) -> list[Verdict]:
-        """The verdicts of its rules (empty when it registers none, e.g. `default`)."""
-        arg: Any = list(rows or []) if self.grid else dict(metrics or {})
-        return [rule(arg) for rule in self.rules]
+    def judge(self, rows: Sequence[Row] | Results | None, metrics: Mapping[str, Any] | None) -> list[Verdict]:
+        """The verdicts of its rules: a grid's rules get :class:`Results` (`rows` may already be one), a measured
+        study's its metrics.json."""
+        if self.grid:
+            res = rows if isinstance(rows, Results) else Results(list(rows or []), metrics=dict(metrics or {}))
+            return [rule(res) for rule in self.rules]
+        return [rule(dict(metrics or {})) for rule in self.rules]
 
 
 # ------------------------------------------------------------------------------------- helpers for the rules

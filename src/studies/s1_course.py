@@ -9,23 +9,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from src.studies.base import CONFIRMED, NUANCED, REFUTED, Row, Study, Verdict, acc, find, missing, ok, value
+from src.studies.base import Results, Row, Study, Verdict
+from src.studies.compare import Cell, reference_table
+
+CLAIM = ("The course's table on its circles (300 train / 100 test points), train / test accuracy: zeros 0.50 / 0.50, "
+         "randn*10 0.83 / 0.86, He 0.9933 / 0.96.")
+HE = ("he_normal", "he")
+CELLS = (
+    Cell("zeros train", {"init": "zeros"}, "train_acc", "0.50", 300),
+    Cell("zeros test", {"init": "zeros"}, "test_acc", "0.50", 100),
+    Cell("randn*10 train", {"init": "randn_x10"}, "train_acc", "0.83", 300),
+    Cell("randn*10 test", {"init": "randn_x10"}, "test_acc", "0.86", 100),
+    Cell("He train", {"init": HE}, "train_acc", "0.9933", 300),
+    Cell("He test", {"init": HE}, "test_acc", "0.96", 100),
+)
 
 
-def verdict(rows: Sequence[Row]) -> Verdict:
-    """The claim, judged on the rows of runs.csv."""
-    claim = ("The course's table: zeros 0.50, randn*10 ≈ 0.86, He ≈ 0.96 test accuracy on circles "
-             "(He > randn*10 > zeros).")
-    zeros, he, big = find(rows, init="zeros"), find(rows, init=("he_normal", "he")), find(rows, init="randn_x10")
-    if not (ok(zeros) and ok(he) and ok(big)):
-        return missing(claim, "init=zeros, randn_x10 and he_normal")
-    z, b, h = (value(r, "test_acc") for r in (zeros, big, he))
-    nums = f"zeros {acc(zeros)}, randn_x10 {acc(big)}, he_normal {acc(he)}"
-    if h > b > z and abs(z - 0.5) <= 0.05 and abs(h - 0.96) <= 0.04:
-        return Verdict(claim, CONFIRMED, f"order and levels reproduced: {nums}")
-    if z >= h:
-        return Verdict(claim, REFUTED, f"zeros is not below He: {nums}")
-    return Verdict(claim, NUANCED, f"He beats zeros but the order or the levels differ from the course: {nums}")
+def verdict(res: Results | Sequence[Row]) -> Verdict:
+    """The six cells of the course's table, each compared with our one deterministic run (no significance test:
+    n = 1): `compare.reference_table`."""
+    return reference_table(CLAIM, Results.of(res).rows, CELLS)
 
 
 STUDY = Study("s1_course", "S1 Initialization: the course's table", order=11, rules=(verdict,))

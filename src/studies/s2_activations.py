@@ -259,7 +259,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def verdict(m: Mapping[str, Any]) -> Verdict:
-    """The claim, judged on metrics.json."""
+    """Six checks on the probe's metrics (untrained nets, no test: numbers against the articles' values): tanh
+    std 0.01 layer-10 std < 1e-4; tanh std 1 > 70% saturated; tanh Xavier layer-1 std within 0.05 of 0.63; ReLU He
+    last/first std within 2×; deep sigmoid gradient factor per layer ≤ 0.3; deep ReLU He factor in [0.5, 2].
+    Confirmed when all hold, refuted when at most half do, nuanced otherwise."""
     claim = ("Small init (0.01) collapses deep activations, large init (1) saturates tanh, Xavier keeps tanh spread "
              "(≈0.63 at layer 1), He keeps ReLU stable, and deep sigmoid gradients vanish (≤0.25 per layer).")
     checks = {

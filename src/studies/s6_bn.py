@@ -13,57 +13,65 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from src.lab.stats import BETTER, WORSE
 from src.studies.base import (
     CONFIRMED,
     NUANCED,
     REFUTED,
+    Results,
     Row,
     Section,
     Study,
     Verdict,
-    better,
     missing,
-    ok,
     parse_name,
     truthy,
     value,
 )
+from src.studies.compare import SHARED_VIEW, pairs, scores
 from src.studies.sections import grid_section, read_runs
 
+CLAIM = "With batch norm, training succeeds across init scales (logspace(0,-4,16)); without it, it fails at most."
 
-def verdict(rows: Sequence[Row]) -> Verdict:
-    """The claim, judged on the rows of runs.csv."""
-    claim = "With batch norm, training succeeds across init scales (logspace(0,-4,16)); without it, it fails at most."
-    usable = [r for r in rows if ok(r)]
-    by: dict[bool, list[Row]] = {True: [], False: []}
-    for r in usable:
-        bn = truthy(parse_name(str(r.get("name", ""))).get("model.batchnorm"))
-        if bn is not None:
-            by[bn].append(r)
+
+def verdict(res: Results | Sequence[Row]) -> Verdict:
+    """Every job counts, diverged ones included: a job "succeeds" when its mean test accuracy (a diverged replica
+    scoring chance) reaches 80% of the best job's. Confirmed when BN succeeds at ≥ 75% of its scales and plain nets
+    at ≤ 50%; refuted when BN succeeds at no larger share; nuanced otherwise. Per scale, BN − plain is also tested
+    paired by seed (Holm over the scales) and the counts of significant wins and losses are reported."""
+    r = Results.of(res)
+    view = scores(r.replicas, SHARED_VIEW)
+    by: dict[bool, dict[str, str]] = {True: {}, False: {}}  # bn -> {init.std: job name}
+    for row in r.rows:
+        ov = parse_name(str(row.get("name", "")))
+        bn = truthy(ov.get("model.batchnorm"))
+        if bn is not None and str(row.get("name")) in view:
+            by[bn][ov.get("init.std", "?")] = str(row.get("name"))
     if not by[True] or not by[False]:
-        return missing(claim, "model.batchnorm=true and false")
-    top = max(value(r, "test_acc") for r in usable)
-    level = 0.8 * top  # "succeeds": within 20% of the best accuracy of the study
+        return missing(CLAIM, "model.batchnorm=true and false (with their replicas.csv rows)")
+    mean = {name: float(np.mean(list(view[name].values()))) for d in by.values() for name in d.values()}
+    level = 0.8 * max(mean.values())
 
-    def frac(rs: list[Row]) -> float:
-        return sum(value(r, "test_acc") >= level for r in rs) / len(rs)
+    def wins(d: dict[str, str]) -> int:
+        return sum(mean[n] >= level for n in d.values())
 
-    f_bn, f_no = frac(by[True]), frac(by[False])
-    pairs: dict[str, dict[bool, Row]] = {}
-    for bn, rs in by.items():
-        for r in rs:
-            pairs.setdefault(parse_name(str(r.get("name", ""))).get("init.std", "?"), {})[bn] = r
-    both = [p for p in pairs.values() if len(p) == 2]
-    n_better = sum(better(p[True], p[False]) for p in both)
-    n_worse = sum(better(p[False], p[True]) for p in both)
-    nums = (f"success (test acc ≥ {level:.3f}, 80% of the best) at {f_bn:.0%} of {len(by[True])} scales with BN, "
-            f"{f_no:.0%} of {len(by[False])} without; BN significantly better at {n_better} and worse at {n_worse} "
-            f"of {len(both)} scales")
+    div = {str(x.get("name")): value(x, "diverged_fraction") for x in r.rows}
+    n_div = {bn: sum(div.get(n, 0.0) >= 1.0 for n in d.values()) for bn, d in by.items()}
+    scales = sorted(set(by[True]) & set(by[False]), key=lambda s: float(s) if s.replace(".", "").isdigit() else 0)
+    ps = pairs(view, [(by[True][s], by[False][s]) for s in scales])
+    n_better, n_worse = sum(p.outcome == BETTER for p in ps), sum(p.outcome == WORSE for p in ps)
+    f_bn, f_no = wins(by[True]) / len(by[True]), wins(by[False]) / len(by[False])
+    nums = (f"success (mean test acc ≥ {level:.3f}, 80% of the best; diverged replicas score chance) at "
+            f"{wins(by[True])} of {len(by[True])} scales with BN ({n_div[True]} fully diverged), {wins(by[False])} of "
+            f"{len(by[False])} without ({n_div[False]} fully diverged); BN − plain paired by seed, Holm over "
+            f"{len(ps)} scales: significantly better at {n_better}, worse at {n_worse}")
     if f_bn >= 0.75 and f_no <= 0.5:
-        return Verdict(claim, CONFIRMED, nums)
+        return Verdict(CLAIM, CONFIRMED, nums)
     if f_bn <= f_no:
-        return Verdict(claim, REFUTED, nums)
-    return Verdict(claim, NUANCED, nums)
+        return Verdict(CLAIM, REFUTED, nums)
+    return Verdict(CLAIM, NUANCED, nums)
 
 
 def section(study: Study, study_dir: Path, figdir: Path) -> Section:

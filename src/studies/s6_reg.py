@@ -8,46 +8,52 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from src.studies.base import (
-    CONFIRMED,
-    NUANCED,
-    REFUTED,
-    Row,
-    Study,
-    Verdict,
-    acc,
-    better,
-    missing,
-    ok,
-    parse_name,
-    value,
-)
+from src.lab.stats import BETTER, DELTA, WORSE, holm, outcome, paired
+from src.studies.base import CONFIRMED, NUANCED, REFUTED, Results, Row, Study, Verdict, missing, parse_name
+from src.studies.compare import SHARED_VIEW, scores
+
+CLAIM = "L2 and dropout shrink the train-test gap of an overfitting net without lowering test accuracy."
 
 
-def verdict(rows: Sequence[Row]) -> Verdict:
-    """The claim, judged on the rows of runs.csv."""
-    claim = "L2 and dropout shrink the train-test gap of an overfitting net without lowering test accuracy."
+def verdict(res: Results | Sequence[Row]) -> Verdict:
+    """Per regularised job against the unregularised one, paired by seed: the gap (train − test accuracy) and the
+    test accuracy. A job "works" when its gap is significantly smaller (Holm over the regularised jobs) and the
+    whole 95% CI of its test-accuracy difference lies above −0.02 (non-inferiority). Confirmed when one works;
+    refuted when no job has a smaller mean gap, or every one is significantly worse on test; nuanced otherwise."""
+    r = Results.of(res)
 
-    def reg(r: Row) -> bool:
-        ov = parse_name(str(r.get("name", "")))
+    def reg(name: str) -> bool:
+        ov = parse_name(name)
         return any(_num(ov.get(k)) > 0 for k in ("model.l2", "model.dropout"))
 
-    usable = [r for r in rows if ok(r)]
-    base = [r for r in usable if not reg(r)]
-    regs = [r for r in usable if reg(r)]
-    if not base or not regs:
-        return missing(claim, "an unregularised job and a regularised one")
-    b = base[0]
-    gap = value(b, "train_acc") - value(b, "test_acc")
-    good = [r for r in regs if value(r, "train_acc") - value(r, "test_acc") < gap and not better(b, r)]
-    best = max(regs, key=lambda r: value(r, "test_acc"))
-    nums = (f"baseline gap {gap:.3f} (test {acc(b)}); best regularised {best['name']}: gap "
-            f"{value(best, 'train_acc') - value(best, 'test_acc'):.3f}, test {acc(best)}")
-    if good and value(best, "test_acc") >= value(b, "test_acc"):
-        return Verdict(claim, CONFIRMED, nums)
-    if not good:
-        return Verdict(claim, REFUTED, f"no regularised job has a smaller gap without losing accuracy: {nums}")
-    return Verdict(claim, NUANCED, f"gap shrinks but test accuracy does not improve: {nums}")
+    test, train = scores(r.replicas, SHARED_VIEW, "test_acc"), scores(r.replicas, SHARED_VIEW, "train_acc")
+    base = next((n for n in test if not reg(n)), None)
+    regs = [n for n in test if reg(n)]
+    if base is None or not regs:
+        return missing(CLAIM, "an unregularised job and a regularised one (with their replicas.csv rows)")
+
+    def gap(n: str) -> dict[int, float]:
+        return {s: train[n][s] - test[n][s] for s in test[n] if s in train[n]}
+
+    gaps = [paired(gap(base), gap(n)) for n in regs]  # > 0: the regularised gap is smaller
+    adj = holm([g.p for g in gaps])
+    accs = [paired(test[n], test[base]) for n in regs]
+    acc_adj = holm([d.p for d in accs])
+    works, worse, parts = [], [], []
+    for n, g, q, d, qa in zip(regs, gaps, adj, accs, acc_adj, strict=True):
+        smaller = outcome(g, q) == BETTER
+        if smaller and d.n >= 2 and d.low > -DELTA:
+            works.append(n)
+        if outcome(d, qa) == WORSE:
+            worse.append(n)
+        parts.append(f"{n}: gap reduced by {g.text()} (Holm p {q:.2g}); test − baseline {d.text()}")
+    g0 = {s: v for s, v in gap(base).items()}
+    nums = f"baseline gap {sum(g0.values()) / max(len(g0), 1):.3f}; " + "; ".join(parts)
+    if works:
+        return Verdict(CLAIM, CONFIRMED, nums)
+    if all(g.mean <= 0 for g in gaps) or len(worse) == len(regs):
+        return Verdict(CLAIM, REFUTED, f"no regularised job shrinks the gap without losing accuracy: {nums}")
+    return Verdict(CLAIM, NUANCED, f"the gap shrinks, but not significantly or not at no cost: {nums}")
 
 
 def _num(v: str | None) -> float:

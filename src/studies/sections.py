@@ -16,7 +16,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from src.studies.base import Section, Study, Table
+from src.studies.base import Results, Section, Study, Table
+from src.studies.compare import facet_label, facets, is_tuned
 
 TEXT_KEYS = ("name", "overrides", "status", "run_id", "config_hash", "error")
 COLUMNS = ("test_acc", "train_acc", "val_acc", "epochs_used", "best_epoch", "diverged_fraction", "wall_time_s",
@@ -53,17 +54,6 @@ def read_metrics(study_dir: Path) -> dict[str, Any]:
         return json.loads(p.read_text(encoding="utf-8"))
     except json.JSONDecodeError:
         return {}
-
-
-def _order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Best test accuracy first, failed jobs last, ties by job number (deterministic)."""
-    def key(r: dict[str, Any]) -> tuple[bool, float, float]:
-        acc = r.get("test_acc", math.nan)
-        acc = acc if isinstance(acc, float) and math.isfinite(acc) else -1.0
-        job = r.get("job", math.nan)
-        return (r.get("status") == "failed", -acc, job if isinstance(job, float) and math.isfinite(job) else 1e9)
-
-    return sorted(rows, key=key)
 
 
 # ------------------------------------------------------------------------------------------------ formatting
@@ -106,29 +96,76 @@ HEAD = {"test_acc": "test acc (mean ± 95% CI)", "train_acc": "train acc", "val_
         "wall_time_s": "time (s)", "status": "status"}
 
 
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """A CSV of replicas or tuning rows: `name`, `stage`, `role` kept as text, every other column a float."""
+    if not path.exists():
+        return []
+    rows = read_csv(path)
+    out = []
+    for r in rows:
+        d: dict[str, Any] = {}
+        for k, v in r.items():
+            if k in ("name", "stage", "role"):
+                d[k] = v
+            else:
+                try:
+                    d[k] = float(v) if v not in ("", None) else math.nan
+                except ValueError:
+                    d[k] = v
+        out.append(d)
+    return out
+
+
+def read_results(study_dir: Path) -> Results:
+    """A grid's results folder: runs.csv, replicas.csv, tuning.csv (when tuned) and metrics.json."""
+    return Results(read_runs(study_dir / "runs.csv"), read_rows(study_dir / "replicas.csv"),
+                   read_rows(study_dir / "tuning.csv"), read_metrics(study_dir))
+
+
+def _order_val(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Best validation accuracy first (the selection is never made on test data), failed jobs last."""
+    def key(r: dict[str, Any]) -> tuple[bool, float, float]:
+        val = r.get("val_acc", math.nan)
+        val = val if isinstance(val, float) and math.isfinite(val) else -1.0
+        job = r.get("job", math.nan)
+        return (r.get("status") == "failed", -val, job if isinstance(job, float) and math.isfinite(job) else 1e9)
+
+    return sorted(rows, key=key)
+
+
 def grid_section(study: Study, study_dir: Path, figdir: Path) -> Section:
-    """A Hydra grid's section: verdicts, the jobs table (best first), test accuracy per job, validation curves."""
+    """A Hydra grid's section: verdicts, the jobs table (best validation accuracy first), with tuning the ranking
+    in both views and the sensitivity curves, test accuracy per job (every job), validation curves per job."""
     sec = Section(study.name, study.title)
-    rows = read_runs(study_dir / "runs.csv")
-    sec.verdicts = study.judge(rows, read_metrics(study_dir))
+    res = read_results(study_dir)
+    rows = list(res.rows)
+    sec.verdicts = study.judge(res, res.metrics)
     reps = sorted({int(r["replicas"]) for r in rows if isinstance(r.get("replicas"), float)
                    and math.isfinite(r["replicas"])})
     n_failed = sum(r.get("status") == "failed" for r in rows)
     sec.notes.append(f"{len(rows)} jobs ({n_failed} failed), replicas per job: "
                      f"{', '.join(map(str, reps)) or 'n/a'}; metrics are means over replicas, test accuracy "
-                     "with its 95% CI (Student t).")
-    ordered = _order(rows)
-    sec.tables.append(("Jobs (best test accuracy first)", Table(
+                     "with its 95% CI (Student t); diverged replicas are left out of these means and counted in "
+                     "'diverged' (the comparisons behind the verdicts score them at chance instead).")
+    ordered = _order_val(rows)
+    sec.tables.append(("Jobs (best validation accuracy first)", Table(
         ["#", "job", "name", *(HEAD[c] for c in COLUMNS)],
         [[str(i), _job(r), str(r.get("name", "")), *(_cell(r, c) for c in COLUMNS)]
          for i, r in enumerate(ordered, 1)])))
     for r in ordered:
         if r.get("status") == "failed" and r.get("error"):
             sec.notes.append(f"job {r.get('name')} failed: {str(r['error']).splitlines()[0][:200]}")
-    sec.figures.append(("Test accuracy per job", _leaderboard(study.name, ordered, figdir)))
+    if is_tuned(res.replicas):
+        from src.studies.tuned import tuned_parts
+
+        tuned_parts(sec, study.name, res, figdir)
+    else:
+        sec.figures.append((f"Test accuracy per job (all {len(ordered)} jobs, best validation accuracy first)",
+                            _leaderboard(study.name, ordered, figdir)))
     curves = _curves(study.name, rows, study_dir, figdir)
     if curves is not None:
-        sec.figures.append(("Validation curves per job (mean over replicas)", curves))
+        sec.figures.append(("Validation accuracy per job at its configured lr (mean over the report seeds; every "
+                            "job drawn, grouped into panels and line styles by its overrides)", curves))
     else:
         sec.notes.append(f"no curves found in {study_dir / 'curves.csv'}")
     return sec
@@ -143,11 +180,11 @@ def _leaderboard(study: str, ordered: list[dict[str, Any]], figdir: Path) -> Pat
     table = [{**t, "test_acc": t["test_acc"] if isinstance(t["test_acc"], float) else math.nan,
               "test_acc_ci95": t["test_acc_ci95"] if isinstance(t["test_acc_ci95"], float) else math.nan}
              for t in table]
-    return leaderboard_plot(table, figdir / f"{study}_leaderboard.png")
+    return leaderboard_plot(table, figdir / f"{study}_leaderboard.png", top=None)
 
 
 def _curves(study: str, rows: list[dict[str, Any]], study_dir: Path, figdir: Path) -> Path | None:
-    from src.plots.grids import curves_by_job
+    from src.plots.compare import curves_grid
 
     p = study_dir / "curves.csv"
     if not p.exists():
@@ -162,7 +199,11 @@ def _curves(study: str, rows: list[dict[str, Any]], study_dir: Path, figdir: Pat
                 c.setdefault(k, []).append(math.nan)
     if not curves:
         return None
-    return curves_by_job(curves, figdir / f"{study}_curves.png", title=f"{study}: validation loss and accuracy per job")
+    panel_keys, line_keys = facets(list(curves))
+    panels: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for name, c in curves.items():
+        panels.setdefault(facet_label(name, panel_keys), {})[facet_label(name, line_keys)] = c
+    return curves_grid(panels, figdir / f"{study}_curves.png", title=f"{study}: validation accuracy per job")
 
 
 def copy_figure(src: Path, figdir: Path, study: str) -> Path:
