@@ -94,6 +94,25 @@ def _trained_net(t: Any, run: Any, compose: Any) -> Any:
     return built.net, built.dataset
 
 
+def test_tuned_runs_carry_their_lr_and_sensitivity_curve(tracked_sweep: Any) -> None:
+    """s3_optim is tuned (tune.enabled in its preset): each optimizer's run holds its chosen lr, the numbers at it,
+    and the sensitivity curve as metric series over the lr grid (validation accuracy and log10 lr, same steps)."""
+    client = _client(tracked_sweep.uri)
+    _, children, _ = _runs(tracked_sweep)
+    assert len(children) == 2
+    for run in children:
+        m = run.data.metrics
+        lrs = sorted(float(k.rsplit("lr_", 1)[1]) for k in m if k.startswith("sensitivity/val_acc/lr_"))
+        assert len(lrs) >= 7 and lrs[-1] / lrs[0] >= 1e3  # SPEC: >= 7 values over >= 3 decades
+        assert m["tuned_lr"] in lrs and 0.0 <= m["tuned_test_acc"] <= 1.0
+        acc = client.get_metric_history(run.info.run_id, "sensitivity/val_acc")
+        x = client.get_metric_history(run.info.run_id, "sensitivity/log10_lr")
+        assert [p.step for p in acc] == [p.step for p in x] == list(range(len(lrs)))
+        assert [round(10 ** p.value, 9) for p in sorted(x, key=lambda p: p.step)] == [round(v, 9) for v in lrs]
+        best = max(acc, key=lambda p: p.value).value
+        assert m[f"sensitivity/val_acc/lr_{m['tuned_lr']:g}"] == best  # chosen on validation accuracy
+
+
 def test_model_predicts_the_nets_probabilities(tracked_sweep: Any, compose: Any) -> None:
     import mlflow
 

@@ -290,7 +290,10 @@ def _log_result(cfg: DictConfig, cfg_dict: dict[str, Any], ds: data.Dataset, res
     if tracker is not None and run_id is not None:
         start = time.perf_counter()
         step = int(result.epochs_used.max()) if result.replicas else 0
-        tracker.log_series(run_id, records.curve_series(result, int(cfg.tracking.max_curve_points)))
+        series = records.curve_series(result, int(cfg.tracking.max_curve_points))
+        if outcome is not None:  # the sensitivity curve on the arm's own run, in the same batch as its curves
+            series.update(outcome.series())
+        tracker.log_series(run_id, series)
         model_id = None
         if cfg.tracking.model and status == "finished":  # a fully diverged or interrupted net predicts nothing
             model_id = tracker.log_model(run_id, net, ~np.asarray(result.diverged, dtype=bool), ds.X_val[:5],

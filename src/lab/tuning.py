@@ -171,6 +171,17 @@ class Outcome:
                 out[f"sensitivity/{k}/lr_{r.lr:g}"] = float(getattr(r, k))
         return out
 
+    def series(self) -> dict[str, tuple[list[int], list[float]]]:
+        """The sensitivity curve as MLflow metric series, step = the lr's index in the sorted grid:
+        `sensitivity/val_acc`, `sensitivity/val_acc_ci95`, `sensitivity/train_loss` and `sensitivity/log10_lr` (pick
+        the latter as the x-axis of a chart in the MLflow UI to draw validation accuracy against log10 lr)."""
+        steps = list(range(len(self.choice.table)))
+        cols = {"val_acc": [r.val_acc for r in self.choice.table],
+                "val_acc_ci95": [r.val_acc_ci95 for r in self.choice.table],
+                "train_loss": [r.train_loss for r in self.choice.table],
+                "log10_lr": [math.log10(r.lr) for r in self.choice.table]}
+        return {f"sensitivity/{k}": (steps, [float(v) for v in vals]) for k, vals in cols.items()}
+
     def table_rows(self) -> list[dict[str, Any]]:
         """The arm's tuning table (one row per lr) for `tuning.csv`."""
         return [{"lr": r.lr, "val_acc": r.val_acc, "val_acc_ci95": r.val_acc_ci95, "val_loss": r.val_loss,
