@@ -304,7 +304,7 @@ def _log_result(cfg: DictConfig, cfg_dict: dict[str, Any], ds: data.Dataset, res
             art = out_dir / "artifacts"
             write_artifacts(art, cfg_dict, result, net, ds, cfg.model.activation)
             if outcome is not None:
-                write_tuning_artifacts(art, outcome, str(cfg.optimizer.name))
+                write_tuning_artifacts(art, outcome)
             tracker.log_artifacts(run_id, art)
         metrics["tracking_time_s"] = time.perf_counter() - start
     return metrics, status
