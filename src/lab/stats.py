@@ -119,8 +119,20 @@ def paired(a: Mapping[int, float] | Sequence[float], b: Mapping[int, float] | Se
             p = 1.0 if abs(mean) <= 1e-12 else 0.0
         else:
             p = float(_st.ttest_rel(x, y).pvalue)
-        p_w = 1.0 if not np.any(d) else float(_st.wilcoxon(d, zero_method="zsplit").pvalue)
+        p_w = 1.0 if not np.any(d) else _wilcoxon(d)
     return Paired(n, mean, ci, p, p_w)
+
+
+def _wilcoxon(d: np.ndarray) -> float:
+    """Wilcoxon's signed-rank p of the differences `d` (zeros split between the signs).
+
+    Why the method is chosen here: with zeros or tied |d| (accuracies on 80 test points tie often) scipy's 'auto'
+    switches to a permutation test that takes ~0.5 s per call, minutes for a factorial grid's few hundred tests;
+    the normal approximation with its tie correction is the textbook answer there, and without ties the exact
+    distribution is as fast."""
+    a = np.abs(d)
+    tied = np.any(a == 0) or np.unique(a).size < a.size
+    return float(_st.wilcoxon(d, zero_method="zsplit", method="asymptotic" if tied else "exact").pvalue)
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:

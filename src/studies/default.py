@@ -69,12 +69,22 @@ CONTRASTS = (
 )
 
 
+def _same(x: str, y: str) -> bool:
+    """Two level names are the same level: equal text, or equal numbers (a sweep may spell 1.0 as `1`)."""
+    if x == y:
+        return True
+    try:
+        return float(x) == float(y)
+    except ValueError:
+        return False
+
+
 def _contrast(effects: Sequence[Effect], factor: str, a: str, b: str) -> tuple[Paired, str, float] | None:
     """The main effect a − b (the family lists each pair once, in either order): (difference, outcome, Holm p)."""
     for e in effects:
-        if e.factor == factor and (e.a, e.b) == (a, b):
+        if e.factor == factor and _same(e.a, a) and _same(e.b, b):
             return e.diff, e.outcome, e.p_holm
-        if e.factor == factor and (e.a, e.b) == (b, a):
+        if e.factor == factor and _same(e.a, b) and _same(e.b, a):
             d = e.diff
             return (Paired(d.n, -d.mean, d.ci95, d.p, d.p_wilcoxon), {BETTER: WORSE, WORSE: BETTER}.get(
                 e.outcome, e.outcome), e.p_holm)
