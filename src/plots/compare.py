@@ -136,7 +136,7 @@ def rankings(arms: Sequence[str], shared: Sequence[tuple[float, float]], tuned: 
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title, fontsize=9, loc="right")
     return save(plt, fig, path)
 
 
