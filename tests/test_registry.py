@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from src.studies import all_studies
+from src.studies import _HELPERS, all_studies
 from src.studies.base import Study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,7 +21,7 @@ DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 
 def test_the_registry_finds_every_study_module() -> None:
-    modules = {p.stem for p in (ROOT / "src" / "studies").glob("*.py")} - {"__init__", "__main__", "base", "sections"}
+    modules = {p.stem for p in (ROOT / "src" / "studies").glob("*.py")} - {"__init__", "__main__", *_HELPERS}
     assert set(STUDIES) == modules
     assert list(STUDIES)[:2] == ["s1_init", "s1_course"] and list(STUDIES)[-1] == "default"  # the reading order
     assert all(isinstance(s, Study) and s.title for s in STUDIES.values())
