@@ -90,7 +90,8 @@ PRINCIPLES = (
     "Diverged replicas stay in every denominator: in comparisons a diverged replica scores chance accuracy "
     "(1/classes: what its non-finite outputs predict on these balanced sets); counts say 'k of n'.",
     "Two views: where arms are ranked (s1_init, s3_optim, default) each arm is trained at the preset's shared lr "
-    "and at its own lr tuned on validation (7 lrs over 3 decades, 3 tuning seeds, reported on 10 fresh seeds). "
+    "and at its own lr tuned on validation (8 lrs over 3.5 decades in the presets, at least 7 over 3 by SPEC; "
+    "3 tuning seeds; reported on 10 fresh seeds). "
     "The tuned view decides the verdict; the reason also gives the shared-lr view and says whether the "
     "conclusion survives tuning.",
     "Course-exact studies (one deterministic replica per job) are compared with the course's table cell by cell "
