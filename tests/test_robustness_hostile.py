@@ -214,7 +214,7 @@ def test_results_folder_replaced_as_a_whole_keeping_foreign_files(tmp_path: Path
     write_results(out, rows, sweep)
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert files == [".gitignore", "curves.csv", "curves/mine.csv", "leaderboard.md", "metrics.json", "notes.txt",
-                     "runs.csv"]
+                     "replicas.csv", "runs.csv", "tuning.csv"]
     assert (out / "notes.txt").read_text() == "mine" and json.loads((out / "metrics.json").read_text())["configs"] == 2
     assert (out / "curves.csv").read_text().splitlines() == ["config,epoch,val_loss", "j0,0,1", "j1,0,1"]
     assert [p.name for p in out.parent.iterdir() if p.name.startswith(".s.")] in ([".s.lock"], []), "no temp dirs"
