@@ -223,7 +223,7 @@ def test_sigkill_of_the_launcher_stops_its_workers(repo: Path, tmp_path: Path) -
     assert parent.info.status == "RUNNING"  # its process died before it could end it: the next launch does
     p = _start(repo, db, ["-m", "train.epochs=5", "train.seeds=1", "study=orph", "train.progress=false",
                           "tracking.artifacts=false", f"hydra.sweep.dir={tmp_path / 'next'}"])
-    _, err = _finish(p, timeout=120)
+    err = _finish(p, timeout=120)
     assert p.returncode == 0, err
     client, runs = _runs(db)
     assert client.get_run(parent.info.run_id).info.status == "KILLED"
@@ -244,7 +244,7 @@ def test_sigkill_of_one_worker_spares_its_neighbour(repo: Path, tmp_path: Path) 
               for m in _busy_jobs(sweep)}
     victim, neighbour = by_job[True], by_job[False]
     os.kill(victim, signal.SIGKILL)
-    took, err = _finish(p, timeout=300)
+    err = _finish(p, timeout=300)
     lines = [ln for ln in err.splitlines() if ln.startswith("nnlab: error:")]
     assert p.returncode == 1 and len(lines) == 1 and "a worker process died (SIGKILL" in lines[0], err[-3000:]
     assert "Traceback" not in err
