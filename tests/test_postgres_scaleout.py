@@ -165,7 +165,10 @@ def _check_launch(cluster: PgCluster, runs: dict[str, dict[str, object]], sweep_
     assert len(finished) == sum(r["status"] == "FINISHED" for r in children.values()), "a job ran twice"
     first, *later = sorted(parents, key=lambda p: parents[p]["start"])
     assert runs[(later or [first])[-1]]["status"] == "FINISHED", "the (last) launch's parent run is FINISHED"
-    assert all(runs[p]["status"] == "KILLED" for p in ([first] if later else [])), "an interrupted launch's is KILLED"
+    # an interrupted launch's parent is ended, never left RUNNING: KILLED when the launcher's own exit ends it, FAILED
+    # when the sweep's end sees the jobs its SIGTERM stopped (issue 13: a sweep with failed jobs ends FAILED)
+    stopped = {runs[p]["status"] for p in ([first] if later else [])}
+    assert stopped <= {"KILLED", "FAILED"}, f"an interrupted launch's parent is ended: {stopped}"
     points = _points(cluster, list(finished.values()))
     for seed, rid in finished.items():
         assert children[rid]["nnlab_status"] == "finished"
