@@ -500,7 +500,9 @@ class Tracker:
                 continue
             pid, started = int(tags[PID_TAG]), tags.get(PID_START_TAG)
             try:
-                if psutil.pid_exists(pid) and f"{psutil.Process(pid).create_time():.2f}" == started:
+                proc = psutil.Process(pid) if psutil.pid_exists(pid) else None
+                # a zombie is dead: a SIGKILLed launcher's workers are reparented to a PID 1 that may never reap them
+                if proc and proc.status() != psutil.STATUS_ZOMBIE and f"{proc.create_time():.2f}" == started:
                     continue
             except psutil.Error:
                 pass
