@@ -67,7 +67,11 @@ def test_mlflow_parent_with_three_children(repo: Path) -> None:
         hist = client.get_metric_history(c.info.run_id, "val_loss")
         assert len(hist) >= 10, "curves are logged per step"
         arts = {a.path for a in client.list_artifacts(c.info.run_id)}
-        assert {"curves.png", "decision_boundary.png", "history.csv", "weights.npz", "config.yaml"} <= arts
+        assert {"decision_boundary.png", "activation_histograms.png", "history.csv", "weights.npz",
+                "config.yaml"} <= arts
+        # curves and layer diagnostics are charted by the MLflow UI from the series; no PNG by default
+        assert not {"curves.png", "layer_diagnostics.png"} & arts
+        assert client.get_metric_history(c.info.run_id, "layer1/act_std"), "diagnostics are logged as series"
     parent_arts = {a.path for a in client.list_artifacts(pid)}
     assert {"leaderboard.md", "leaderboard.png", "runs.csv"} <= parent_arts
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import types
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -51,3 +52,27 @@ def test_log_axis_only_when_every_finite_value_is_positive(ys: list[float], scal
         assert ax.get_yscale() == scale
     finally:
         plt.close(fig)
+
+
+@pytest.mark.parametrize("wanted", [["boundary", "histograms"], ["curves", "diagnostics"], []],
+                         ids=["default", "the UI's charts as PNGs", "none"])
+def test_a_run_draws_the_figures_tracking_figures_names(tmp_path: Path, data_dir: Path, compose: Any,
+                                                        wanted: list[str]) -> None:
+    """`tracking.figures` decides which PNGs a run leaves (each drawn, none other); the files are always there."""
+    from src import data
+    from src.lab.artifacts import write_artifacts
+    from src.lab.build import build
+    from src.lab.config import to_container
+    from src.lab.job import train
+
+    cfg = compose(["data=moons", "train.epochs=20", "train.seeds=5", "tracking.enabled=false",
+                   f"data.dir={data_dir}", f"tracking.figures=[{','.join(wanted)}]"])
+    ds = data.load("moons", data_dir)
+    built = build(cfg, ds)
+    result = train(built)
+    write_artifacts(tmp_path, to_container(cfg), result, built.net, ds, "relu")
+    pngs = {p.name for p in tmp_path.glob("*.png")}
+    assert pngs == {plots.FIGURES[w] for w in wanted}
+    for name in pngs:
+        _drawn(tmp_path / name)
+    assert {"config.yaml", "history.csv", "diagnostics.csv", "weights.npz"} <= {p.name for p in tmp_path.iterdir()}

@@ -83,6 +83,7 @@ BAD = [
     (["model.l2=-1"], ["model.l2=-1.0", ">= 0"]),
     (["model.activation=swish"], ["'swish'", "relu"]),
     (["train.shuffle=sometimes"], ["'sometimes'", "random"]),
+    (["tracking.figures=[boundary,loss]"], ["tracking.figures='loss'", "histograms", "curves"]),
     (["-m", "train.lr=0.1,0.2,-3"], ["train.lr=-3.0"]),  # a bad value late in a sweep list
     (["-m", "init=he,xavier,bogus"], ["'bogus'"]),
     (["init=he,xavier"], ["-m"]),  # a sweep without --multirun

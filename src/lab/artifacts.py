@@ -1,7 +1,7 @@
 """A run's files: the resolved config, its history and diagnostics as CSV, the final weights, and its figures.
 
 Why a module of its own: these are the MLflow artifacts of every job (and of every config of a packed job), the
-expensive part of a job's bookkeeping (~2 s of matplotlib per run, see README "Speed"); keeping them apart from
+expensive part of a job's bookkeeping (matplotlib: ~0.2 s per figure, see README "Speed"); keeping them apart from
 the job's control flow makes "which files does a run leave" one short list.
 """
 
@@ -17,11 +17,15 @@ from omegaconf import OmegaConf
 from src.files import atomic_write_text
 from src.lab import records
 from src.lab.loop import FitResult
+from src.lab.replicas import subnet
+
+BOUNDARY_REPLICAS = 4  # replicas drawn in a run's decision-boundary figure (side by side)
 
 
 def write_artifacts(art: Path, cfg_dict: dict[str, Any], result: FitResult, net: Any, ds: Any,
                     activation: str) -> None:
-    """Write the run's files into `art`: config.yaml, history.csv, diagnostics.csv, weights.npz and the figures."""
+    """Write the run's files into `art`: config.yaml, history.csv, diagnostics.csv, weights.npz and the figures
+    `tracking.figures` names (src.plots.runs.FIGURES; all of them when the config does not say)."""
     from src.plots import runs as figures
 
     art.mkdir(parents=True, exist_ok=True)
@@ -30,18 +34,21 @@ def write_artifacts(art: Path, cfg_dict: dict[str, Any], result: FitResult, net:
     atomic_write_text(art / "diagnostics.csv", records.diagnostics_csv(result))
     arrays = {**{k: np.asarray(v) for k, v in net.params.items()}, **{k: np.asarray(v) for k, v in net.state.items()}}
     np.savez_compressed(art / "weights.npz", **arrays)
+    draw = set(cfg_dict.get("tracking", {}).get("figures", figures.FIGURES))
     # A diverged replica (or a pack sharing histogram bins with one) carries inf/1e300-sized values: NumPy and
     # matplotlib then warn "overflow encountered" with a traceback-like pair of lines, once per figure, which
     # reads like a crash. The divergence is already recorded (the run's status and the job's one-line summary).
     with warnings.catch_warnings(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
-        figures.training_curves(result, art / "curves.png")
-        if ds.n_features == 2:
-            figures.decision_boundary(net, ds, art / "decision_boundary.png")
-        if result.histograms:
-            figures.activation_histograms(result.histograms, art / "activation_histograms.png")
-        if result.diagnostics:
-            figures.layer_diagnostics(result, art / "layer_diagnostics.png")
+        if "curves" in draw:
+            figures.training_curves(result, art / figures.FIGURES["curves"])
+        if "boundary" in draw and ds.n_features == 2:
+            shown = subnet(net, slice(0, min(net.replicas, BOUNDARY_REPLICAS)))
+            figures.decision_boundary(shown, ds, art / figures.FIGURES["boundary"], max_replicas=BOUNDARY_REPLICAS)
+        if "histograms" in draw and result.histograms:
+            figures.activation_histograms(result.histograms, art / figures.FIGURES["histograms"])
+        if "diagnostics" in draw and result.diagnostics:
+            figures.layer_diagnostics(result, art / figures.FIGURES["diagnostics"])
 
 
 def write_tuning_artifacts(art: Path, outcome: Any) -> None:
