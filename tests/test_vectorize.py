@@ -170,3 +170,38 @@ def test_sub_configs_drop_the_pack_key() -> None:
         cfg["pack"] = json.dumps([packing.pack_entry(0, [], _plain(cfg))])
     _, subs = packing.sub_configs(cfg)
     assert "pack" not in subs[0]
+
+
+def test_the_sweepers_composer_equals_hydras_composition_of_every_config() -> None:
+    """The vectorized sweeper composes once per distinct set of group choices and applies value overrides to a
+    copy (src/lab/sweeper.py Composer); for every kind of override each config must equal Hydra's own full
+    composition, and a value Hydra refuses must still be refused."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import ConfigCompositionException
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from src.lab.config import register
+    from src.lab.preflight import CONF_DIR
+    from src.lab.sweeper import Composer
+
+    register()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        master = loader.load_configuration("config", overrides=["experiment=default"], run_mode=RunMode.MULTIRUN)
+        composer = Composer(loader, master)
+        assert {"init", "optimizer", "hydra/launcher"} <= composer.groups
+        jobs = [[f"init={i}", f"train.lr={lr}", f"optimizer={o}", "train.clip_norm=null", "model.hidden=[8,4]",
+                 "+extra_note=x", "data=moons", "train.patience=10"]
+                for i in ("he", "xavier") for lr in (0.1, 1, 0.003) for o in ("sgd", "adam")]
+        jobs += [["init=normal", "init.std=0.5", "train.seeds=3"],
+                 ["hydra/launcher=joblib", "train.lr=0.2", "++train.epochs=7"]]
+        for ov in jobs:
+            full = loader.load_sweep_config(master, ov)
+            with open_dict(full):
+                del full["hydra"]
+            assert composer(ov) == OmegaConf.to_container(full, resolve=False), ov
+        assert len(composer._base) < len(jobs), "configs that differ only in values share one composition"
+        with pytest.raises(ConfigCompositionException):
+            composer(["train.not_a_key=1"])

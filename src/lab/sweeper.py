@@ -11,6 +11,7 @@ been a job of its own.
 
 from __future__ import annotations
 
+import copy
 import logging
 from concurrent.futures import BrokenExecutor
 from pathlib import Path
@@ -35,6 +36,64 @@ def replicas_per_config(cfg: dict[str, Any]) -> int:
     return len(tune.get("lrs") or []) * int(tune.get("seeds", 1)) + seeds
 
 
+class Composer:
+    """Each job's config (without its `hydra` node) for the grouping, composed by Hydra once per distinct set of
+    config-group choices (`init=he`, `optimizer=adam`, `+x=`, `~x`, `hydra...`) and per distinct value overrides
+    applied to a copy of that, with the very call Hydra's own composition makes for them
+    (`OmegaConf.update(cfg, key, value, merge=True)`).
+
+    Why: a full Hydra composition costs ~0.1-0.3 s; a grid of 1,000 configs spent minutes composing before the
+    first job started, although 10 learning rates x 10 inits x ... needs only as many compositions as it has
+    distinct group choices (here 10 x 2 x 5). A value override Hydra would refuse falls back to the full
+    composition, which then raises Hydra's own error."""
+
+    def __init__(self, loader: Any, config: Any) -> None:
+        self.loader, self.config = loader, config
+        self.parser = OverridesParser.create(config_loader=loader)
+        self.groups = _group_names(loader)
+        self._base: dict[tuple[str, ...], Any] = {}
+
+    def _full(self, overrides: list[str]) -> Any:
+        composed = self.loader.load_sweep_config(self.config, overrides)
+        with open_dict(composed):
+            del composed["hydra"]
+        return composed
+
+    def __call__(self, overrides: list[str]) -> dict[str, Any]:
+        structural, values = [], []
+        for text in overrides:
+            o = self.parser.parse_override(text)
+            plain = not (o.is_add() or o.is_force_add() or o.is_delete() or o.is_sweep_override())
+            key = o.key_or_group
+            if plain and o.package is None and key not in self.groups and not key.startswith("hydra") \
+                    and "/" not in key and "@" not in text.split("=", 1)[0]:
+                values.append((key, o.value()))
+            else:
+                structural.append(text)
+        base_key = tuple(structural)
+        if base_key not in self._base:
+            self._base[base_key] = self._full(structural)
+        cfg = copy.deepcopy(self._base[base_key])
+        try:
+            for key, value in values:
+                OmegaConf.update(cfg, key, value, merge=True)
+        except Exception:  # noqa: BLE001 - Hydra's own composition says what is wrong with it
+            cfg = self._full(overrides)
+        d = OmegaConf.to_container(cfg, resolve=False)
+        assert isinstance(d, dict)
+        return d
+
+
+def _group_names(loader: Any, parent: str = "") -> set[str]:
+    """Every config group of the search path (`init`, `hydra/launcher`, ...): an override of one is a choice."""
+    out: set[str] = set()
+    for name in loader.list_groups(parent):
+        path = f"{parent}/{name}" if parent else name
+        out.add(path)
+        out |= _group_names(loader, path)
+    return out
+
+
 class VectorizedSweeper(BasicSweeper):
     """Cartesian product like BasicSweeper; configs differing only at PACKABLE paths share one job."""
 
@@ -51,13 +110,10 @@ class VectorizedSweeper(BasicSweeper):
         loader = self.hydra_context.config_loader
         overrides = OverridesParser.create(config_loader=loader).parse_overrides(params_conf)
         jobs = self.split_arguments(overrides, None)[0]
+        compose = Composer(loader, self.config)
         groups: dict[str, list[tuple[int, dict[str, Any]]]] = {}
         for i, ov in enumerate(jobs):
-            composed = loader.load_sweep_config(self.config, list(ov))
-            with open_dict(composed):
-                del composed["hydra"]
-            d = OmegaConf.to_container(composed, resolve=False)
-            assert isinstance(d, dict)
+            d = compose(list(ov))
             key = packing.group_key(d)
             groups.setdefault(key if key is not None else f"alone:{i}", []).append((i, d))
         batch: list[list[str]] = []
