@@ -223,3 +223,22 @@ def test_rebuild_removes_only_what_the_report_wrote(built: tuple[Path, Path], tm
     assert (again / "notes.md").read_text() == "mine" and (again / "figures" / "mine.png").read_bytes() == b"mine"
     assert not (again / "figures" / "s1_init_stale.png").exists()
     assert (again / "s1_init.md").read_bytes() == (out / "s1_init.md").read_bytes()
+
+
+def test_a_big_sweep_prints_its_top_rows_counts_and_where_the_rest_is(tmp_path: Path) -> None:
+    """A 1,000-job leaderboard printed whole is unreadable: the console gets the first rows by validation
+    accuracy, the count by status and the files; a short sweep still gets every row."""
+    from src.lab.results import CONSOLE_TOP, console_leaderboard, leaderboard_rows
+
+    rows = [{"name": f"job{i}", "status": "failed" if i % 100 == 7 else "finished",
+             "metrics": {} if i % 100 == 7 else {"val_acc": i / 1000, "test_acc": 0.5, "test_acc_ci95": 0.01,
+                                                  "train_acc": 0.5, "epochs_used": 10, "diverged_fraction": 0.0}}
+            for i in range(1000)]
+    table = leaderboard_rows(rows)
+    text = console_leaderboard(table, tmp_path)
+    body = [ln for ln in text.splitlines() if ln.startswith("| ") and not ln.startswith("| #")]
+    assert len(body) == CONSOLE_TOP
+    assert "| 1 | job999 |" in text and "job998" in text and "job0 |" not in text  # best validation first
+    assert "990 finished, 10 failed" in text and str(tmp_path / "leaderboard.md") in text
+    short = console_leaderboard(table[:5], tmp_path)
+    assert len(short.splitlines()) == 2 + 5 and "leaderboard.md" not in short

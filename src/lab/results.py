@@ -61,6 +61,23 @@ def leaderboard_text(table: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+CONSOLE_TOP = 20  # leaderboard rows printed at the end of a sweep; the files keep every row
+
+
+def console_leaderboard(table: list[dict[str, Any]], folder: Path, top: int = CONSOLE_TOP) -> str:
+    """What a sweep prints at its end: the whole leaderboard when it is short; for a big grid the first `top`
+    rows, the count of jobs by status and where the full table is. Why: 1,000 rows scroll the one line that
+    matters (how many failed) out of sight and are read in a file or the MLflow UI anyway."""
+    if len(table) <= top:
+        return leaderboard_text(table)
+    counts: dict[str, int] = {}
+    for r in table:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    by_status = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return (f"{leaderboard_text(table[:top])}\n... the first {top} of {len(table)} jobs by validation accuracy "
+            f"({by_status}); every row: {folder / 'leaderboard.md'}, {folder / 'runs.csv'}")
+
+
 def runs_csv(rows: list[dict[str, Any]]) -> str:
     """One row per job: overrides, status, run id, headline metrics (mean and CI over replicas)."""
     keys = ["train_acc", "val_acc", "test_acc", "test_acc_ci95", "train_loss", "val_loss", "test_loss",

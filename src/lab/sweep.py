@@ -29,7 +29,7 @@ from omegaconf import DictConfig
 from src.files import atomic_write_text, side_file, try_lock
 from src.lab import records, signals
 from src.lab.config import progress_on
-from src.lab.results import leaderboard_rows, leaderboard_text, write_result_files, write_results
+from src.lab.results import console_leaderboard, leaderboard_rows, write_result_files, write_results
 from src.lab.tracking import (
     PARENT_FILE,
     PARENT_RUN_ENV,
@@ -164,8 +164,7 @@ class SweepCallback(Callback):
         n_failed = sum(r["status"] == "failed" for r in rows)
         OUTCOME.update(jobs=len(rows), failed=n_failed)
         table = leaderboard_rows(rows)
-        text = leaderboard_text(table)
-        print("\n" + text, flush=True)
+        print("\n" + console_leaderboard(table, sweep_dir), flush=True)
         write_result_files(sweep_dir, rows, sweep_dir)
         if config.get("results_dir"):
             _write_owned_results(Path(config.results_dir), rows, sweep_dir, self._launch)
