@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -54,3 +55,33 @@ def test_quick_tuning_section_fits_both_ways() -> None:
     assert untuned.replicas == 10
     (shared, _, outcome), = tuned
     assert shared.replicas == 10 and len(outcome.choice.table) == 7
+
+
+def test_bookkeeping_reads_the_fit_time_a_packed_job_prints(capsys: pytest.CaptureFixture[str], compose: Any,
+                                                              data_dir: Path) -> None:
+    """The bookkeeping ratio's denominator comes from the packed job's own line: a change of that line's wording
+    must not silently turn the ratio into nan."""
+    from src.lab.packing import _fit_pack
+
+    subs = [compose(["data=moons", "train.epochs=3", "train.seeds=2", f"train.lr={lr}", f"data.dir={data_dir}",
+                     "tracking.enabled=false"]) for lr in (0.1, 0.2)]
+    trained = _fit_pack(subs, [0, 1])
+    assert set(trained) == {0, 1} and not any(isinstance(v, BaseException) for v in trained.values())
+    printed = capsys.readouterr().out
+    assert bench._fit_seconds(printed) == float(printed.rsplit(", ", 1)[1].removesuffix("s\n"))
+    assert bench._fit_seconds(printed + printed) == 2 * bench._fit_seconds(printed)
+
+
+def test_the_scale_preset_is_the_issues_grid(tmp_path: Path) -> None:
+    """10 lrs x 10 inits x 2 optimizers x 5 clip settings = 1,000 configs of 5 seeds, each a valid config."""
+    import yaml
+
+    preset = yaml.safe_load(bench.scale_preset())
+    params = preset["hydra"]["sweeper"]["params"]
+    sizes = [len(str(v).split(",")) for v in params.values()]
+    assert sorted(sizes) == [2, 5, 10, 10] and int(np.prod(sizes)) == 1000 and preset["train"]["seeds"] == 5
+    from src.lab.preflight import CONF_DIR
+
+    for group, key in (("init", "init"), ("optimizer", "optimizer"), ("clip", "clip")):
+        for name in str(params[key]).split(","):
+            assert (CONF_DIR / group / f"{name}.yaml").is_file(), (group, name)
