@@ -364,3 +364,13 @@ def test_every_rule_states_how_it_is_computed() -> None:
         for rule in study.rules:
             doc = " ".join((rule.__doc__ or "").split())
             assert len(doc) > 60 and "judged on the rows" not in doc, (study.name, rule.__name__)
+
+
+@pytest.mark.parametrize("df", [1, 2, 4, 9, 29, 999])
+def test_ci_quantile_is_scipys_students_t(df: int) -> None:
+    """The CI's t quantile comes from scipy.special (cheap to import in every job); it must be scipy.stats' own."""
+    from scipy import stats as st
+
+    from src.lab.stats import _t975
+
+    assert _t975(df) == pytest.approx(float(st.t.ppf(0.975, df)), rel=1e-12)
