@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from e2e_utils import env_for, make_project, py, run
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e]  # in the quick tier: the one `dvc repro` of the README's test command
 
 
 def _client(repo: Path):

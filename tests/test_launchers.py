@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from e2e_utils import env_for, make_project, py, run  # noqa: E402
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 SMALL = ["-m", "experiment=smoke", "train.epochs=20", "tracking.artifacts=false"]
 BASIC = "hydra/sweeper=basic"  # one job per config, so the launcher really launches three
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from e2e_utils import env_for, py
 
-pytestmark = [pytest.mark.e2e]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def _client(uri: str) -> Any:

@@ -28,7 +28,7 @@ from cdp import SKIP_REASON, Browser, chromium
 from e2e_utils import env_for
 
 CHROMIUM = chromium()
-pytestmark = [pytest.mark.e2e, pytest.mark.skipif(CHROMIUM is None, reason=SKIP_REASON)]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None, reason=SKIP_REASON)]
 
 
 def _free_port() -> int:

@@ -8,7 +8,7 @@ import pytest
 
 from benchmarks import tracking
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def test_tracking_section_writes_what_it_counts() -> None:

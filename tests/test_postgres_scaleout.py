@@ -34,7 +34,8 @@ import pytest
 from e2e_utils import env_for, make_project, py
 from postgres_utils import PgCluster, free_port, missing_reason, mlflow_server, postgres_cluster, server_command
 
-pytestmark = [pytest.mark.e2e, pytest.mark.skipif(missing_reason() is not None, reason=str(missing_reason()))]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow,
+              pytest.mark.skipif(missing_reason() is not None, reason=str(missing_reason()))]
 
 JOBS = 10  # per launch
 JOB = ["train.epochs=20", "train.log_every=5", "train.seeds=1", "train.progress=false", "tracking.artifacts=false"]

@@ -98,6 +98,7 @@ def test_all_replicas_diverged_is_a_result(moons: data.Dataset) -> None:
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_sweep_with_a_diverging_job_finishes(tmp_path: Path, project) -> None:  # noqa: ANN001
     repo = project("div")
     run([sys.executable, "-m", "src.train", "-m", "hydra/sweeper=basic", "train.lr=0.05,1e50,0.1", "optimizer=sgd",

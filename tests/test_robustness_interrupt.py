@@ -120,6 +120,7 @@ def _no_temp_files(folder: Path) -> None:
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_single_run_killed_with_history(repo: Path, tmp_path: Path) -> None:
     db, out = tmp_path / "m.db", tmp_path / "out"
     p = _start(repo, db, ["train.epochs=10000000", "train.progress=false", "tracking.artifacts=false",
@@ -148,6 +149,7 @@ SWEEPS = {
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(SWEEPS))
 def test_sweep_interrupted_everything_killed(repo: Path, tmp_path: Path, case: str) -> None:
     launcher, target, n_running = SWEEPS[case]
@@ -198,6 +200,7 @@ def _wait_busy(p: subprocess.Popen[str], sweep: Path, n: int, timeout: float = 1
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_sigkill_of_the_launcher_stops_its_workers(repo: Path, tmp_path: Path) -> None:
     """SIGKILL of a joblib sweep's launcher: the workers notice their parent is gone, end their runs KILLED with
     their history and exit (before: they trained on for hours); the next launch ends the parent KILLED (before:
@@ -235,6 +238,7 @@ def test_sigkill_of_the_launcher_stops_its_workers(repo: Path, tmp_path: Path) -
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_sigkill_of_one_worker_spares_its_neighbour(repo: Path, tmp_path: Path) -> None:
     """One worker SIGKILLed (the OOM killer): its neighbour finishes its job (before: loky SIGKILLed it at once,
     its run KILLED with no metrics), the sweep stops with one line and exit 1, the parent is FAILED."""
@@ -262,6 +266,7 @@ def test_sigkill_of_one_worker_spares_its_neighbour(repo: Path, tmp_path: Path) 
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_resume_skips_finished_jobs(repo: Path, tmp_path: Path) -> None:
     """Interrupt a 4-job sweep during job 3; `resume=true` runs only jobs 3 and 4 and reports all four."""
     db, sweep = tmp_path / "m.db", tmp_path / "sweep"

@@ -34,7 +34,7 @@ from e2e_utils import env_for, kill_group, run
 from src import data
 from src.lab import records
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 N_JOBS = 52
 JOB = ["train.epochs=20", "train.log_every=5", "train.seeds=1", "train.progress=false", "tracking.artifacts=false",
        "study=par"]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from e2e_utils import env_for, make_project, run
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def _metrics(uri: str, run_id: str) -> dict[tuple[str, int], float]:

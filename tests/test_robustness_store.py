@@ -66,7 +66,9 @@ CHILD = textwrap.dedent('''
             out = {"ok": True, "seen": seen}
         except BaseException as exc:
             out = {"ok": False, "error": str(exc).splitlines()[0][:300]}
-        (base / f"done-{rep}-{me}").write_text(json.dumps(out))
+        tmp = base / f".done-{rep}-{me}"  # then renamed: the parent polls for the file and reads it at once
+        tmp.write_text(json.dumps(out))
+        os.replace(tmp, base / f"done-{rep}-{me}")
 ''')
 
 
@@ -116,6 +118,7 @@ def test_concurrent_creation_of_one_new_store(tmp_path: Path, n: int) -> None:
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_concurrent_trackers_on_one_new_store(tmp_path: Path) -> None:
     """4 real Trackers (MLflow's own migrations) open one new store at the same instant and each logs a run."""
     n = 4
@@ -149,6 +152,7 @@ def test_failed_creation_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_disk_full_during_creation_then_space_back(tmp_path: Path) -> None:
     """A real SQLite I/O error mid-creation: the child may write at most 200 kB (RLIMIT_FSIZE: the kernel refuses
     the rest, as a full disk would). Before: the half-migrated file stayed, and every later open failed with

@@ -318,7 +318,6 @@ def test_s4_clip_through_the_cli(tmp_path: Path, data_dir: Path) -> None:
 
 
 @pytest.mark.e2e
-@pytest.mark.slow
 @pytest.mark.parametrize("study", STUDIES)
 def test_every_study_runs_through_the_cli_shrunk(study: str, tmp_path: Path, data_dir: Path) -> None:
     out = tmp_path / "results"
@@ -332,6 +331,7 @@ def test_every_study_runs_through_the_cli_shrunk(study: str, tmp_path: Path, dat
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_s4_clip_with_tracking_records_diverged_not_failed(tmp_path: Path, data_dir: Path) -> None:
     """With MLflow on, the all-diverged config must still be a `diverged` row (its figures have no finite loss)."""
     out = tmp_path / "results"
