@@ -75,3 +75,13 @@ def _parse(kind: type, text: str, what: str) -> int | float:
         return kind(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+
+
+def add_gradcheck_args(ap: argparse.ArgumentParser, threshold: float, threshold_help: str) -> None:
+    """The options of both gradient-check CLIs (`python -m src.gradcheck`, `python -m src.studies s7_gradcheck`):
+    one definition, so their names, ranges and defaults cannot drift apart."""
+    ap.add_argument("--threshold", type=positive, default=threshold, help=threshold_help)
+    ap.add_argument("--eps", type=positive, default=1e-7, help="finite-difference step (default 1e-7)")
+    ap.add_argument("--batch", type=count(1_000_000), default=16, help="training rows used (default 16)")
+    ap.add_argument("--replicas", type=count(4096), default=2, help="replicas (seeds) checked at once (default 2)")
+    ap.add_argument("--seed", type=seed, default=0, help="seed of the weights, the batch and the dropout masks")

@@ -33,14 +33,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m src.gradcheck", description=__doc__.splitlines()[0],
         epilog="Any other argument is a Hydra override, as for `python -m src.train` (e.g. model=bn init=xavier).",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threshold", type=cli_args.positive, default=THRESHOLD,
-                    help="largest relative error that passes (default 1e-7; ReLU kinks may need 1e-5, see above)")
-    ap.add_argument("--eps", type=cli_args.positive, default=1e-7, help="finite-difference step (default 1e-7)")
-    ap.add_argument("--batch", type=cli_args.count(1_000_000), default=16, help="training rows used (default 16)")
-    ap.add_argument("--replicas", type=cli_args.count(4096), default=2,
-                    help="replicas (seeds) checked at once (default 2)")
-    ap.add_argument("--seed", type=cli_args.seed, default=0,
-                    help="seed of the weights, the batch and the dropout masks")
+    cli_args.add_gradcheck_args(ap, THRESHOLD, "largest relative error that passes (default 1e-7; ReLU kinks may "
+                                "need 1e-5, see above)")
     args, overrides = ap.parse_known_args(argv)
     bad = [o for o in overrides if o.startswith("-")]
     if bad:

@@ -99,13 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     """The study's CLI: check every net of SUITE; exit 1 if one fails, 2 on a configuration or data problem."""
     ap = cli_args.Parser(prog="python -m src.studies s7_gradcheck", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=cli_args.output_dir, default=Path("results/s7_gradcheck"), help="output folder")
-    ap.add_argument("--threshold", type=cli_args.positive, default=THRESHOLD, help="largest relative error that passes")
-    ap.add_argument("--eps", type=cli_args.positive, default=1e-7, help="finite-difference step (default 1e-7)")
-    ap.add_argument("--batch", type=cli_args.count(1_000_000), default=16, help="training rows used (default 16)")
-    ap.add_argument("--replicas", type=cli_args.count(4096), default=2,
-                    help="replicas (seeds) checked at once (default 2)")
-    ap.add_argument("--seed", type=cli_args.seed, default=0,
-                    help="seed of the weights, the batch and the dropout masks")
+    cli_args.add_gradcheck_args(ap, THRESHOLD, "largest relative error that passes")
     args = ap.parse_args(argv)
     try:
         failed = run_suite(args.out, threshold=args.threshold, batch=args.batch, replicas=args.replicas,
