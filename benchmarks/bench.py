@@ -426,19 +426,25 @@ def bench_overhead(n_jobs: int, rounds: int) -> dict[str, Any]:
     """Per-job overhead of a multirun with MLflow tracking: (T(n+1 jobs) - T(1 job)) / n, jobs of 1 epoch.
 
     The difference removes the process start, imports and store creation, i.e. it is the cost of a job once
-    the worker is warm. Measured for the basic launcher (jobs in the launching process) and for joblib with
-    n_jobs=2 (loky workers), with and without artifacts (4 figures + files per run)."""
+    the worker is warm. Measured one job per config (`hydra/sweeper=basic`: a Hydra composition and launch per
+    job) with the basic launcher (jobs in the launching process) and joblib n_jobs=2 (loky workers), and with the
+    default sweeper, which packs the n+1 configs into one job (what a config then adds is its own MLflow run and
+    files); each with and without artifacts (the figures of `tracking.figures`, CSVs, weights)."""
     out: dict[str, Any] = {"n_jobs": n_jobs, "rounds": rounds}
     with tempfile.TemporaryDirectory(prefix="nnlab-bench-") as tmp:
         repo = _scratch_project(Path(tmp))
         seeds = ",".join(str(i) for i in range(n_jobs + 1))
-        common = ["-m", "study=overhead", "data=moons", "train.epochs=1", "train.seeds=1", "train.progress=false",
-                  "hydra/sweeper=basic"]
+        common = ["-m", "study=overhead", "data=moons", "train.epochs=1", "train.seeds=1", "train.progress=false"]
+        basic = ["hydra/sweeper=basic"]
         variants = {
-            "basic": [],
-            "basic_no_artifacts": ["tracking.artifacts=false"],
-            "joblib2": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
-            "joblib2_no_artifacts": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "tracking.artifacts=false"],
+            "basic": basic,
+            "basic_no_artifacts": [*basic, "tracking.artifacts=false"],
+            "joblib2": [*basic, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+            "joblib2_no_artifacts": [*basic, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                                     "tracking.artifacts=false"],
+            # the default sweeper: the n+1 configs (seeds) are one packed job; what each adds is its recording
+            "vectorized": [],
+            "vectorized_no_artifacts": ["tracking.artifacts=false"],
         }
         _train(repo, [*common, "train.seed=0"])  # creates the store once (first creation is not what we measure)
         times: dict[str, dict[str, list[float]]] = {k: {"one": [], "many": []} for k in variants}
@@ -681,7 +687,8 @@ def table(res: dict[str, Any]) -> str:
                 f"({v['per_job_s']:.0f} s → {v['vectorized_s']:.0f} s)", "", None)
     o = res.get("overhead")
     if o:
-        for k in ("basic_no_artifacts", "basic", "joblib2_no_artifacts", "joblib2"):
+        for k in ("basic_no_artifacts", "basic", "joblib2_no_artifacts", "joblib2", "vectorized_no_artifacts",
+                  "vectorized"):
             if k in o:
                 limit = {"basic_no_artifacts": 0.2, "basic": 0.4}.get(k)
                 row(f"warm job overhead, {k}", f"{o[k]['per_warm_job_s']:.2f} s/job",
