@@ -31,15 +31,22 @@ def figure(w: float, h: float) -> tuple[Any, Any]:
 RUN_MARGINS = {"left": 0.11, "right": 0.98, "bottom": 0.13, "top": 0.9, "wspace": 0.3, "hspace": 0.55}
 
 
-def save(plt: Any, fig: Any, path: str | Path, margins: dict[str, float] | None = None) -> Path:
-    """Lay out (`margins`, else tight_layout), write the PNG, close the figure; return the path."""
+# zlib level of the per-run PNGs: level 1 instead of PIL's default 6 writes them ~25% faster for files ~1.5x
+# larger (tens of KB); the report's figures, written once, keep the default.
+RUN_PNG = {"compress_level": 1}
+
+
+def save(plt: Any, fig: Any, path: str | Path, margins: dict[str, float] | None = None,
+         png: dict[str, Any] | None = None) -> Path:
+    """Lay out (`margins`, else tight_layout), write the PNG (`png`: PIL's options), close the figure; return
+    the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if margins is None:
         fig.tight_layout()
     else:
         fig.subplots_adjust(**margins)
-    fig.savefig(path)
+    fig.savefig(path, pil_kwargs=png)
     plt.close(fig)
     return path
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from src.plots.common import RUN_MARGINS, figure, log_y_if_positive, quiet, save
+from src.plots.common import RUN_MARGINS, RUN_PNG, figure, log_y_if_positive, quiet, save
 
 
 def training_curves(result: Any, path: str | Path) -> Path:
@@ -29,7 +29,7 @@ def training_curves(result: Any, path: str | Path) -> Path:
             log_y_if_positive(ax)
         ax.legend()
         ax.grid(alpha=0.3)
-    return save(plt, fig, path, RUN_MARGINS)
+    return save(plt, fig, path, RUN_MARGINS, RUN_PNG)
 
 
 def decision_boundary(net: Any, ds: Any, path: str | Path, max_replicas: int = 4, grid: int = 200) -> Path:
@@ -55,7 +55,7 @@ def decision_boundary(net: Any, ds: Any, path: str | Path, max_replicas: int = 4
         ax.set_title(f"replica {r} (seed {net.seeds[r]})", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    return save(plt, fig, path, RUN_MARGINS)
+    return save(plt, fig, path, RUN_MARGINS, RUN_PNG)
 
 
 def activation_histograms(histograms: dict[str, list], path: str | Path) -> Path:
@@ -77,7 +77,7 @@ def activation_histograms(histograms: dict[str, list], path: str | Path) -> Path
         ax.set_ylabel("fraction of units", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=7)
-    return save(plt, fig, path, RUN_MARGINS)
+    return save(plt, fig, path, RUN_MARGINS, RUN_PNG)
 
 
 def layer_diagnostics(result: Any, path: str | Path) -> Path:
@@ -99,7 +99,7 @@ def layer_diagnostics(result: Any, path: str | Path) -> Path:
         log_y_if_positive(ax)
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    return save(plt, fig, path, RUN_MARGINS)
+    return save(plt, fig, path, RUN_MARGINS, RUN_PNG)
 
 # The per-run figures, by the name `tracking.figures` lists: (file, what it needs). The curves and the layer
 # diagnostics are also logged as metric series, which the MLflow UI charts natively, so the default draws only
