@@ -539,8 +539,21 @@ def scale_preset(epochs: int = 100, lrs: tuple[float, ...] = SCALE_LRS, inits: t
 
 
 def bench_scale(quick: bool = False) -> dict[str, Any]:
-    """Issue 11 goal 5: the 1,000-config grid, wall time and peak RSS of the launching process (the basic launcher
-    runs every job in it), and what its console shows at the end."""
+    """Issue 11 goal 5: the 1,000-config grid with the basic launcher (every job in the launching process) and
+    with joblib on both cores (two packs at a time: one fits while the other records); wall time, peak RSS of
+    the launching process (basic) and what the console shows at the end."""
+    out: dict[str, Any] = {}
+    for name, launcher in (("basic", []), ("joblib2", ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"])):
+        out[name] = _scale_run(quick, launcher)
+    best = min(out.values(), key=lambda v: v["wall_s"])
+    out["goals"] = {"1,000-config grid <= 180 s": {"goal": 180, "measured": best["wall_s"],
+                                                   "met": best["wall_s"] <= 180},
+                    "peak RSS <= 1 GB": {"goal": 1024, "measured": out["basic"]["maxrss_mb"],
+                                         "met": out["basic"]["maxrss_mb"] <= 1024}}
+    return out
+
+
+def _scale_run(quick: bool, launcher: list[str]) -> dict[str, Any]:
     if quick:
         preset = scale_preset(epochs=5, lrs=(0.01, 0.1), inits=("he", "xavier"), clips=("none", "norm_1"))
     else:
@@ -551,7 +564,7 @@ def bench_scale(quick: bool = False) -> dict[str, Any]:
         _train(repo, ["study=scale", "train.epochs=1", "train.seeds=1", "train.progress=false"])  # the store
         log = repo / "bench.log"
         start = log.stat().st_size
-        res = _train(repo, ["-m", "experiment=scale"], peak=True)
+        res = _train(repo, ["-m", "experiment=scale", *launcher], peak=not launcher)
         text = log.read_text()[start:]
         from mlflow.tracking import MlflowClient
 
@@ -564,10 +577,9 @@ def bench_scale(quick: bool = False) -> dict[str, Any]:
     out = {"configs": configs, "child_runs": len(children), "finished": sum(r.info.status == "FINISHED"
                                                                            for r in children),
            "wall_s": res["wall_s"], "maxrss_mb": res["maxrss_mb"], "fits_s": _fit_seconds(text),
-           "console_lines_at_end": len(tail.splitlines())}
-    out["goals"] = {"1,000-config grid <= 180 s": {"goal": 180, "measured": res["wall_s"],
-                                                   "met": res["wall_s"] <= 180},
-                    "peak RSS <= 1 GB": {"goal": 1024, "measured": res["maxrss_mb"], "met": res["maxrss_mb"] <= 1024}}
+           "console_lines_at_end": len(tail.splitlines()), "launcher": " ".join(launcher) or "basic"}
+    print(f"[bench] scale ({out['launcher']}): {out['configs']} configs, {out['wall_s']:.0f} s, "
+          f"{out['maxrss_mb']:.0f} MB", file=sys.stderr, flush=True)
     return out
 
 
@@ -721,10 +733,13 @@ def table(res: dict[str, Any]) -> str:
             f"{b['ratio']:.2f}× ({b['wall_s']:.0f} s / {b['fits_s']:.0f} s)", "≤ 2×", gl["met"])
     sc = res.get("scale")
     if sc:
-        g1, g2 = sc["goals"]["1,000-config grid <= 180 s"], sc["goals"]["peak RSS <= 1 GB"]
-        row(f"{sc['configs']}-config grid, 5 seeds, every config an MLflow child run ({sc['child_runs']} runs, "
-            f"{sc['finished']} finished)", f"{sc['wall_s']:.0f} s (fits {sc['fits_s']:.0f} s)", "≤ 180 s", g1["met"])
-        row("same, peak RSS", f"{sc['maxrss_mb']:.0f} MB", "≤ 1 GB", g2["met"])
+        for name in ("basic", "joblib2"):
+            v = sc[name]
+            row(f"{v['configs']}-config grid, 5 seeds, every config an MLflow child run ({v['child_runs']} runs, "
+                f"{v['finished']} finished), {v['launcher']}", f"{v['wall_s']:.0f} s (fits {v['fits_s']:.0f} s)",
+                "≤ 180 s", v["wall_s"] <= 180)
+        row("same, peak RSS (basic launcher: every job in one process)", f"{sc['basic']['maxrss_mb']:.0f} MB",
+            "≤ 1 GB", sc["goals"]["peak RSS <= 1 GB"]["met"])
     d = res.get("dvc")
     if d:
         split = ", ".join(f"{k} {s:.0f} s" for k, s in d["stages"].items())
