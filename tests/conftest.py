@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,21 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 DATASETS = ("moons", "circles", "xor", "circles_course", "moons_course", "moons_noisy", "digits")
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored() -> Iterator[None]:
+    """Every test ends with the Ctrl-C/SIGTERM handlers it started with. Why: an in-process test of the
+    interrupt machinery can leave `src.lab.signals.ignore` installed (a handler acts once), and a later test in
+    the same process (pytest-xdist deals tests to workers in a different order each run) then never sees its
+    KeyboardInterrupt."""
+    import signal
+
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in saved.items():
+        if handler is not None:
+            signal.signal(sig, handler)
 
 
 @pytest.fixture(scope="session")
