@@ -10,6 +10,7 @@ import csv
 import io
 import math
 import re
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -70,10 +71,7 @@ def console_leaderboard(table: list[dict[str, Any]], folder: Path, top: int = CO
     matters (how many failed) out of sight and are read in a file or the MLflow UI anyway."""
     if len(table) <= top:
         return leaderboard_text(table)
-    counts: dict[str, int] = {}
-    for r in table:
-        counts[r["status"]] = counts.get(r["status"], 0) + 1
-    by_status = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    by_status = ", ".join(f"{n} {s}" for s, n in Counter(r["status"] for r in table).most_common())
     return (f"{leaderboard_text(table[:top])}\n... the first {top} of {len(table)} jobs by validation accuracy "
             f"({by_status}); every row: {folder / 'leaderboard.md'}, {folder / 'runs.csv'}")
 

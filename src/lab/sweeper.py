@@ -66,7 +66,7 @@ class Composer:
             plain = not (o.is_add() or o.is_force_add() or o.is_delete() or o.is_sweep_override())
             key = o.key_or_group
             if plain and o.package is None and key not in self.groups and not key.startswith("hydra") \
-                    and "/" not in key and "@" not in text.split("=", 1)[0]:
+                    and "/" not in key:
                 values.append((key, o.value()))
             else:
                 structural.append(text)
