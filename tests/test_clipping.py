@@ -30,6 +30,19 @@ def test_global_norm_per_replica():
     assert global_norm(g).shape == (3,)
 
 
+def test_global_norm_of_an_mlps_gradients_sums_their_one_buffer():
+    """An MLP's gradients tile one (R, P) array (src/nn/_flat.py): global_norm takes one product over it, which must
+    be the norm over the separate arrays (also when the arrays are copies that tile nothing)."""
+    from src.nn import MLP
+
+    rng = np.random.default_rng(2)
+    net = MLP([3, 7, 4, 2], replicas=3, seed=1, batchnorm=True)
+    _, grads = net.loss_and_grads(rng.normal(size=(9, 3)), rng.integers(0, 2, 9))
+    copies = {k: g.copy() for k, g in grads.items()}
+    np.testing.assert_allclose(global_norm(grads), norm_by_hand(copies), rtol=1e-13)
+    np.testing.assert_allclose(global_norm(grads), global_norm(copies), rtol=1e-14)
+
+
 def test_global_norm_does_not_overflow_or_underflow():
     for scale in (1e200, 1e-170):
         g = grads_of(seed=1, scale=scale)

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from src.nn.gradcheck import numerical_gradient, relative_error
-from src.nn.losses import bce_with_logits, l2_penalty, softmax_cross_entropy
+from src.nn.losses import (
+    bce_per_sample,
+    bce_with_logits,
+    l2_penalty,
+    softmax_ce_per_sample,
+    softmax_cross_entropy,
+)
 
 TOL = 1e-7
 
@@ -103,3 +109,17 @@ def test_l2_penalty_value_and_gradient(lam):
         np.testing.assert_allclose(gW, lam_arr[:, None, None] / m * W, rtol=1e-14)
     with pytest.raises(ValueError, match="shape"):
         l2_penalty(Ws, np.ones(2), m)
+
+
+def test_per_sample_losses_average_to_the_loss_bit_for_bit():
+    """The per-sample forms let one forward pass score several row blocks (MLP.evaluate_parts): a block's mean
+    must be exactly the loss of that block alone."""
+    rng = np.random.default_rng(4)
+    z1, y1 = rng.normal(size=(3, 11, 1)) * 5, rng.integers(0, 2, 11)
+    z3, y3 = rng.normal(size=(3, 11, 4)) * 5, rng.integers(0, 4, (3, 11))
+    for per_sample, loss, z, y in ((bce_per_sample, bce_with_logits, z1, y1),
+                                   (softmax_ce_per_sample, softmax_cross_entropy, z3, y3)):
+        per = per_sample(z, y)
+        assert per.shape == (3, 11)
+        np.testing.assert_array_equal(np.add.reduce(per[:, :7], axis=1) / 7, loss(z[:, :7], y[..., :7])[0])
+        np.testing.assert_array_equal(per.mean(axis=1), loss(z, y)[0])

@@ -478,3 +478,29 @@ def test_evaluate_reuses_the_buffers_but_not_the_gradients(n_out):
         assert not np.shares_memory(loss, logits) and loss is not net.evaluate(Xe, ye)[0]
     for k, v in kept.items():
         np.testing.assert_array_equal(grads[k], v)
+
+
+@pytest.mark.parametrize("n_out", [1, 3])
+@pytest.mark.parametrize("chunked", [False, True])
+def test_evaluate_parts_gives_each_block_its_own_evaluate(n_out, chunked):
+    """One forward pass over stacked blocks (the loop's train + val) scores each block exactly as `evaluate` on that
+    block alone: eval mode treats rows independently (batch norm's running statistics, no dropout)."""
+    X, y = data(m=300 if chunked else 30, classes=max(n_out, 2), seed=5)
+    net = MLP([4, 6, 5, n_out], activation="relu", batchnorm=True, dropout=0.2, replicas=2, seed=0)
+    for _ in range(3):  # running statistics that are not the initial ones
+        net.loss_and_grads(X, y)
+    if chunked:
+        net.EVAL_CHUNK_BYTES = 1  # rows go through in slices (the large-input path)
+        assert X.shape[0] > net._eval_rows()
+    sizes = (X.shape[0] - 20, 12, 8)
+    parts = net.evaluate_parts(X, y, sizes)
+    start = 0
+    for size, (loss, acc) in zip(sizes, parts, strict=True):
+        want_loss, want_acc = net.evaluate(X[start:start + size], y[start:start + size])
+        np.testing.assert_array_equal(loss, want_loss)
+        np.testing.assert_array_equal(acc, want_acc)
+        start += size
+    np.testing.assert_array_equal(net.evaluate_parts(X, y, (X.shape[0],))[0][0], net.evaluate(X, y)[0])
+    for bad in ((X.shape[0] - 1,), (X.shape[0], 0), (X.shape[0] + 1, -1)):
+        with pytest.raises(ValueError, match="sizes must be positive row counts summing to"):
+            net.evaluate_parts(X, y, bad)

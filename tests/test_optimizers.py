@@ -615,3 +615,7 @@ def test_flat_detection_refuses_arrays_that_do_not_tile_one_array():
     assert _flat.base_of([v.copy() for v in vals]) is None  # separate arrays
     one = _as_flat(_net_params(1, np.random.default_rng(9)))  # R = 1: NumPy gives the replica axis any stride
     assert _flat.base_of(list(one.values())) is not None
+    # the last positive answer is remembered by identity: asking again, or about other arrays, stays right
+    assert _flat.base_of(vals) is _flat.base_of(list(arrays.values())) is next(iter(arrays.values())).base
+    assert _flat.base_of([vals[0], *vals[1:-1], vals[-1].copy()]) is None
+    assert _flat.base_of([*vals, vals[0]]) is None  # one array twice

@@ -136,6 +136,22 @@ def test_loop_patience_per_replica(ds: data.Dataset) -> None:
         run(np.array([1.0, 2.0, 3.0]))
 
 
+def test_loop_epochs_used_counts_each_replicas_own_epochs(ds: data.Dataset) -> None:
+    """A replica that runs out of patience trained up to the log point that stopped it: (patience + 1) evaluations
+    after its best one; the others train every epoch."""
+    from src.lab.loop import LoopConfig
+    from src.nn import MLP, optimizers, schedules
+
+    net = MLP([2, 10, 5, 1], replicas=4, seed=3)
+    cfg = LoopConfig(epochs=200, log_every=5, patience=np.array([np.inf, 0.0, 1.0, 3.0]))
+    res = fit(net, optimizers.get("adam", lr=0.5), schedules.get("constant"), ds, cfg)
+    assert not res.stopped_early[0] and res.epochs_used[0] == 200
+    stopped = np.flatnonzero(res.stopped_early)
+    assert stopped.size, "lr 0.5 overfits this set: some replica must stop"
+    for r in stopped:
+        assert res.epochs_used[r] == res.best_epoch[r] + (cfg.patience[r] + 1) * cfg.log_every, r
+
+
 @pytest.mark.e2e
 def test_vectorized_sweep_records_one_child_per_config(project) -> None:  # noqa: ANN001
     from e2e_utils import env_for, py

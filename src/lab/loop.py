@@ -112,8 +112,9 @@ def _patience(value: int | np.ndarray | None, R: int) -> np.ndarray | None:
     return None if np.all(np.isinf(arr)) else arr
 
 
-def _diagnose(net: MLP, ds: Dataset, activation: str) -> tuple[dict[str, np.ndarray], list]:
-    """Per-layer activation/gradient statistics on the training set, without disturbing training state."""
+def _diagnose(net: MLP, ds: Dataset, activation: str, hists: bool = True) -> tuple[dict[str, np.ndarray], list]:
+    """Per-layer activation/gradient statistics (and, with `hists`, histograms) on the training set, without
+    disturbing training state."""
     saved_state = {k: v.copy() for k, v in net.state.items()}
     saved_rngs = [rng.bit_generator.state for rng in net.dropout_rngs]
     try:
@@ -123,7 +124,7 @@ def _diagnose(net: MLP, ds: Dataset, activation: str) -> tuple[dict[str, np.ndar
             net.state[k][...] = v
         for rng, st in zip(net.dropout_rngs, saved_rngs, strict=True):
             rng.bit_generator.state = st
-    return diagnostics.layer_stats(taps, activation), diagnostics.histograms(taps)
+    return diagnostics.layer_stats(taps, activation), diagnostics.histograms(taps) if hists else []
 
 
 def _evaluate(net: MLP, ds: Dataset, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -131,9 +132,36 @@ def _evaluate(net: MLP, ds: Dataset, split: str) -> tuple[np.ndarray, np.ndarray
     return net.evaluate(X, y)
 
 
+class TrainVal:
+    """Scores the train and val splits at a log point in one forward pass over both, stacked once per run.
+
+    Why: at R=1 on a small dataset an evaluation costs its ~30 NumPy calls, not its rows, and the loop scores both
+    splits every `log_every` epochs; `MLP.evaluate_parts` gives each split the numbers of its own `evaluate`.
+    """
+
+    def __init__(self, net: MLP, ds: Dataset) -> None:
+        self.sizes = (len(ds.y_train), len(ds.y_val))
+        self.ds = ds
+        self.X: np.ndarray | None = None
+        if min(self.sizes) > 0:  # an empty split is scored on its own (its NaN mean, as before)
+            self.X = np.concatenate([ds.X_train, ds.X_val]).astype(net.dtype, copy=False)
+            self.y = np.concatenate([ds.y_train, ds.y_val])
+
+    def __call__(self, net: MLP) -> dict[str, np.ndarray]:
+        if self.X is None:
+            parts = [_evaluate(net, self.ds, "train"), _evaluate(net, self.ds, "val")]
+        else:
+            parts = net.evaluate_parts(self.X, self.y, self.sizes)
+        (tl, ta), (vl, va) = parts
+        return {"train_loss": tl, "train_acc": ta, "val_loss": vl, "val_acc": va}
+
+
 class Replicas:
     """Per-replica status, each an (R,) array: active (still training), diverged (+ the epoch), stopped early,
-    epochs used. Arrays are updated in place, so the FitResult built on them sees every change."""
+    epochs used. Arrays are updated in place, so the FitResult built on them sees every change.
+
+    `epochs_used` is written when a replica is frozen and, for those still active, by :meth:`finish` (not on every
+    epoch: a boolean-mask store per step is a measurable share of a one-replica step)."""
 
     def __init__(self, R: int) -> None:
         self.active = np.ones(R, dtype=bool)
@@ -142,20 +170,27 @@ class Replicas:
         self.stopped = np.zeros(R, dtype=bool)
         self.epochs_used = np.zeros(R, dtype=np.int64)
 
-    def diverge(self, nonfinite: np.ndarray, epoch: int) -> bool:
-        """Mark the active replicas with a non-finite value diverged at `epoch` and freeze them; True if any."""
+    def diverge(self, nonfinite: np.ndarray, epoch: int, used: int) -> bool:
+        """Mark the active replicas with a non-finite value diverged at `epoch`, having trained `used` epochs, and
+        freeze them; True if any."""
         bad = self.active & nonfinite
         if not bad.any():
             return False
         self.diverged |= bad
         self.diverged_epoch[bad] = epoch
+        self.epochs_used[bad] = used
         self.active &= ~bad
         return True
 
-    def stop(self, mask: np.ndarray) -> None:
-        """Replicas `mask` ran out of patience: stopped early, frozen."""
+    def stop(self, mask: np.ndarray, epoch: int) -> None:
+        """Replicas `mask` ran out of patience after `epoch` epochs: stopped early, frozen."""
         self.stopped |= mask
+        self.epochs_used[mask & self.active] = epoch
         self.active &= ~mask
+
+    def finish(self, epochs_done: int) -> None:
+        """The replicas still active trained every one of the `epochs_done` epochs."""
+        self.epochs_used[self.active] = epochs_done
 
 
 class EarlyStopping:
@@ -206,6 +241,8 @@ class History:
     def add(self, epoch: int, row: dict[str, np.ndarray], diverged: np.ndarray | None = None) -> None:
         """Append `row`; with `diverged`, a diverged replica's values are NaN (except the learning rate)."""
         self.epochs.append(epoch)
+        if diverged is not None and not diverged.any():
+            diverged = None
         for k, v in row.items():
             self.rows.setdefault(k, []).append(v if diverged is None or k == "lr" else np.where(diverged, np.nan, v))
 
@@ -214,10 +251,9 @@ class History:
         return np.asarray(self.epochs, dtype=np.int64), {k: np.stack(v) for k, v in self.rows.items()}
 
 
-def _log_row(net: MLP, opt: Optimizer, ds: Dataset, grad_norm: np.ndarray) -> dict[str, np.ndarray]:
+def _log_row(net: MLP, opt: Optimizer, scores: TrainVal, grad_norm: np.ndarray) -> dict[str, np.ndarray]:
     row = {"lr": np.broadcast_to(np.asarray(opt.lr, dtype=float), (net.replicas,)).copy(), "grad_norm": grad_norm}
-    for split in ("train", "val"):
-        row[f"{split}_loss"], row[f"{split}_acc"] = _evaluate(net, ds, split)
+    row.update(scores(net))
     return row
 
 
@@ -256,6 +292,7 @@ class _Fit:
         self.stopper = EarlyStopping(cfg.patience, cfg.min_delta, net)
         self.history = History()
         self.diag_every = max(cfg.log_every, cfg.epochs // max(cfg.n_diagnostics, 1))
+        self.scores = TrainVal(net, ds)
         r = self.reps
         self.result = FitResult(np.zeros(0), {}, {}, r.epochs_used, self.stopper.best_epoch, r.diverged,
                                 r.diverged_epoch, r.stopped)
@@ -265,7 +302,7 @@ class _Fit:
         self.result.diagnostics.append(stats)
         self.result.histograms["start"] = hists
         with np.errstate(**_QUIET):
-            row0 = _log_row(net, opt, ds, np.full(net.replicas, np.nan))
+            row0 = _log_row(net, opt, self.scores, np.full(net.replicas, np.nan))
         self.history.add(0, row0)  # the untrained net: where every curve starts (not an early-stopping candidate)
         self.bar = _progress_bar(cfg)
 
@@ -275,11 +312,11 @@ class _Fit:
         applied once, and the (R,) finiteness test is one sum unless something is off."""
         net, opt, schedule, ds, cfg = self.net, self.opt, self.schedule, self.ds, self.cfg
         reps, bar = self.reps, self.bar
-        active, epochs_used = reps.active, reps.epochs_used
+        active = reps.active
         full_batch = cfg.batch_size is None or cfg.batch_size >= ds.X_train.shape[0]
         const_lr = type(schedule) in (Schedule, Constant)
         all_active = True
-        epoch = 0
+        epoch = done = 0
         try:
             for epoch in range(1, cfg.epochs + 1):
                 if epoch == 1 or not const_lr:
@@ -289,23 +326,24 @@ class _Fit:
                 for Xb, yb in batches:
                     loss, grads = net.loss_and_grads(Xb, yb)
                     # a NaN/inf anywhere makes the sum non-finite
-                    if not math.isfinite(loss.sum()) and reps.diverge(~np.isfinite(loss), epoch):
+                    if not math.isfinite(loss.sum()) and reps.diverge(~np.isfinite(loss), epoch, epoch - 1):
                         all_active = False
                     if cfg.clip_value is not None:
                         grad_norm = clipping.clip_by_value(grads, cfg.clip_value)
                     if cfg.clip_norm is not None:
                         grad_norm = clipping.clip_by_norm(grads, cfg.clip_norm)
                     opt.update(net.params, grads, mask=None if all_active else active)
-                epochs_used[active] = epoch
+                done = epoch
                 if bar is not None:
                     bar.update(1)
                 last = epoch == cfg.epochs
                 if epoch % cfg.log_every == 0 or last:
                     all_active = self.log_point(epoch, last, grads, grad_norm)
-                if not active.any():
+                if not all_active and not active.any():
                     break
         finally:
             self.epoch = epoch
+            reps.finish(done)
 
     def log_point(self, epoch: int, last: bool, grads: dict[str, np.ndarray], grad_norm: np.ndarray | None) -> bool:
         """Every `log_every` epochs: divergence by gradient, evaluation, history, early stopping, diagnostics,
@@ -313,15 +351,15 @@ class _Fit:
         reps = self.reps
         if grad_norm is None:
             grad_norm = clipping.global_norm(grads)
-        reps.diverge(~np.isfinite(grad_norm), epoch)  # a finite loss with non-finite grads is rare: caught here
-        row = _log_row(self.net, self.opt, self.ds, grad_norm)
+        reps.diverge(~np.isfinite(grad_norm), epoch, epoch)  # a finite loss with non-finite grads is rare: caught here
+        row = _log_row(self.net, self.opt, self.scores, grad_norm)
         self.history.add(epoch, row, reps.diverged)
         stop = self.stopper.observe(row["val_loss"], reps.active, epoch, self.net)
         if stop is not None:
-            reps.stop(stop)
+            reps.stop(stop, epoch)
         all_active = bool(reps.active.all())
         if epoch % self.diag_every == 0 or last:
-            stats, _ = _diagnose(self.net, self.ds, self.activation)
+            stats, _ = _diagnose(self.net, self.ds, self.activation, hists=False)
             self.result.diag_epochs.append(epoch)
             self.result.diagnostics.append(stats)
         if self.on_log is not None:

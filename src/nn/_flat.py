@@ -11,6 +11,7 @@ of arrays still works, one array at a time.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -37,11 +38,27 @@ def flat_like(arrays: Mapping[str, np.ndarray], dtype: np.dtype | None = None
     return flat, views(flat, shapes)
 
 
+_LAST: tuple[tuple[np.ndarray, ...], np.ndarray] | None = None  # the last arrays found to tile a base, and it
+
+
 def base_of(arrays: Sequence[np.ndarray]) -> np.ndarray | None:
     """The C-contiguous ``(R, P)`` array that `arrays` tile exactly, in order (as :func:`views` makes them).
 
-    None when they do not (any other dict of arrays): the caller then works one array at a time.
+    None when they do not (any other dict of arrays): the caller then works one array at a time. The check reads
+    every array's address (a few µs each); the training loop asks about the same gradient arrays at every log
+    point, so the last positive answer is remembered (by identity: an array object never moves its memory).
     """
+    global _LAST
+    last = _LAST
+    if last is not None and len(arrays) == len(last[0]) and all(map(operator.is_, arrays, last[0])):
+        return last[1]
+    base = _tiled_base(arrays)
+    if base is not None:
+        _LAST = (tuple(arrays), base)
+    return base
+
+
+def _tiled_base(arrays: Sequence[np.ndarray]) -> np.ndarray | None:
     if not arrays:
         return None
     base = arrays[0].base

@@ -34,7 +34,7 @@ from collections.abc import Mapping, MutableMapping
 
 import numpy as np
 
-from . import _hyper
+from . import _flat, _hyper
 from ._hyper import Hyper
 
 _F = np.finfo(np.float64)
@@ -58,8 +58,9 @@ def global_norm(grads: Mapping[str, np.ndarray]) -> np.ndarray:
     """``sqrt(Σ g²)`` over all arrays and elements of each replica, shape ``(R,)`` float64 (NaN if any is NaN)."""
     R = _replicas(grads)
     arrays = list(grads.values())
+    base = _flat.base_of(arrays)  # an MLP's gradients tile one (R, P) array: one product instead of one per array
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-        sq = _sumsq(arrays, R)
+        sq = _sumsq(arrays, R) if base is None else np.einsum("ij,ij->i", base, base, dtype=np.float64)
         norm = np.sqrt(sq)
         redo = np.flatnonzero((sq == np.inf) | (sq < _SMALL))
         if redo.size:

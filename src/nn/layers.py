@@ -135,6 +135,13 @@ def activation_forward(name: str, z: np.ndarray, slope: float = 0.01, *, ws: Wor
     return z, ()
 
 
+def activation(name: str, z: np.ndarray, slope: float = 0.01, *, ws: Workspace = FRESH) -> np.ndarray:
+    """The nonlinearity's output alone, for passes that keep no cache (evaluation): ReLU skips its sign mask."""
+    if name == "relu":
+        return ws.keep("a", np.maximum(z, 0.0, out=ws.get("a")))
+    return activation_forward(name, z, slope, ws=ws)[0]
+
+
 def activation_backward(name: str, da: np.ndarray, cache: tuple, *, ws: Workspace = FRESH) -> np.ndarray:
     """dL/dz from dL/da for activation `name` (the local derivative times the incoming gradient)."""
     if name == "relu":

@@ -36,6 +36,19 @@ def bce_with_logits(z: np.ndarray, y: np.ndarray, *, ws: Workspace = FRESH, grad
     into `ws`, see `layers`; None with ``grad=False``, for evaluation). One ``exp(−|z|)`` serves both the loss and
     σ(z).
     """
+    zz, yy, per, e = _bce(z, y, ws)
+    m = zz.shape[1]
+    loss = np.add.reduce(per, axis=1) / m  # what .mean(axis=1) computes, without its Python wrappers (per step)
+    if not grad:
+        return loss, None
+    dz = ws.keep("dz", sigmoid_from_exp(zz, e, ws.get("dz")))
+    dz -= yy
+    dz /= m
+    return loss, dz.reshape(z.shape)
+
+
+def _bce(z: np.ndarray, y: np.ndarray, ws: Workspace) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(logits (R, m), labels, per-sample loss (R, m), exp(−|z|)): the part shared by the mean and per-sample forms."""
     zz = z[..., 0] if (z.ndim == 3 and z.shape[-1] == 1) else z
     if zz.ndim != 2:
         raise ValueError(f"bce_with_logits expects logits (R, m) or (R, m, 1), got {z.shape}")
@@ -46,13 +59,13 @@ def bce_with_logits(z: np.ndarray, y: np.ndarray, *, ws: Workspace = FRESH, grad
     tmp = ws.keep("tmp", np.multiply(zz, yy, out=ws.get("tmp")))
     per -= tmp
     per += np.log1p(e, out=tmp)
-    loss = np.add.reduce(per, axis=1) / m  # what .mean(axis=1) computes, without its Python wrappers (per step)
-    if not grad:
-        return loss, None
-    dz = ws.keep("dz", sigmoid_from_exp(zz, e, ws.get("dz")))
-    dz -= yy
-    dz /= m
-    return loss, dz.reshape(z.shape)
+    return zz, yy, per, e
+
+
+def bce_per_sample(z: np.ndarray, y: np.ndarray, *, ws: Workspace = FRESH) -> np.ndarray:
+    """The per-sample terms (R, m) whose mean over samples is :func:`bce_with_logits`' loss (for scoring several
+    row blocks of one forward pass; the mean of a block is bit-for-bit that of the block scored alone)."""
+    return _bce(z, y, ws)[2]
 
 
 def softmax_cross_entropy(z: np.ndarray, y: np.ndarray, *, ws: Workspace = FRESH, grad: bool = True
@@ -62,6 +75,22 @@ def softmax_cross_entropy(z: np.ndarray, y: np.ndarray, *, ws: Workspace = FRESH
     z (R, m, C), y (m,) or (R, m) ints in [0, C). Returns loss (R,) (mean over samples) and
     dz = (softmax(z) − onehot(y))/m (written into `ws`, see `layers`; None with ``grad=False``).
     """
+    yy, per, e, s = _softmax_ce(z, y, ws)
+    m = z.shape[1]
+    loss = per.mean(axis=1)
+    if not grad:
+        return loss, None
+    dz = e
+    dz /= s
+    np.put_along_axis(dz, yy[..., None], np.take_along_axis(dz, yy[..., None], axis=-1) - 1.0, axis=-1)
+    dz /= m
+    return loss, dz
+
+
+def _softmax_ce(z: np.ndarray, y: np.ndarray, ws: Workspace
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(labels (R, m), per-sample loss (R, m), exp of the shifted logits, their sum): what the mean and
+    per-sample forms share."""
     if z.ndim != 3:
         raise ValueError(f"softmax_cross_entropy expects logits (R, m, C), got {z.shape}")
     R, m, C = z.shape
@@ -70,14 +99,12 @@ def softmax_cross_entropy(z: np.ndarray, y: np.ndarray, *, ws: Workspace = FRESH
     e = ws.keep("dz", np.exp(shifted, out=ws.get("dz")))
     s = e.sum(axis=-1, keepdims=True)
     picked = np.take_along_axis(shifted, yy[..., None], axis=-1)[..., 0]
-    loss = (np.log(s[..., 0]) - picked).mean(axis=1)
-    if not grad:
-        return loss, None
-    dz = e
-    dz /= s
-    np.put_along_axis(dz, yy[..., None], np.take_along_axis(dz, yy[..., None], axis=-1) - 1.0, axis=-1)
-    dz /= m
-    return loss, dz
+    return yy, np.log(s[..., 0]) - picked, e, s
+
+
+def softmax_ce_per_sample(z: np.ndarray, y: np.ndarray, *, ws: Workspace = FRESH) -> np.ndarray:
+    """The per-sample terms (R, m) whose mean over samples is :func:`softmax_cross_entropy`'s loss."""
+    return _softmax_ce(z, y, ws)[1]
 
 
 def l2_penalty(weights: Sequence[np.ndarray], lam: float | np.ndarray, m: int
