@@ -252,7 +252,9 @@ class History:
 
 
 def _log_row(net: MLP, opt: Optimizer, scores: TrainVal, grad_norm: np.ndarray) -> dict[str, np.ndarray]:
-    row = {"lr": np.broadcast_to(np.asarray(opt.lr, dtype=float), (net.replicas,)).copy(), "grad_norm": grad_norm}
+    lr, R = opt.lr, net.replicas
+    lrs = np.full(R, float(lr)) if isinstance(lr, (int, float)) else np.array(np.broadcast_to(lr, (R,)), dtype=float)
+    row = {"lr": lrs, "grad_norm": grad_norm}
     row.update(scores(net))
     return row
 
@@ -351,7 +353,8 @@ class _Fit:
         reps = self.reps
         if grad_norm is None:
             grad_norm = clipping.global_norm(grads)
-        reps.diverge(~np.isfinite(grad_norm), epoch, epoch)  # a finite loss with non-finite grads is rare: caught here
+        if not math.isfinite(grad_norm.sum()):  # a finite loss with non-finite grads is rare: caught here
+            reps.diverge(~np.isfinite(grad_norm), epoch, epoch)
         row = _log_row(self.net, self.opt, self.scores, grad_norm)
         self.history.add(epoch, row, reps.diverged)
         stop = self.stopper.observe(row["val_loss"], reps.active, epoch, self.net)

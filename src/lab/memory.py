@@ -38,6 +38,7 @@ def estimate_bytes(cfg: Any, sizes: list[int], rows: dict[str, int]) -> int:
     weights = R * n_params * item * copies
     batch = rows["train"] if t.batch_size is None else min(int(t.batch_size), rows["train"])
     activations = R * sum(_kept_pass_rows(R, sizes, item, batch, rows)) * sum(sizes) * item * ACTIVATION_COPIES
+    activations += (rows["train"] + rows.get("val", 0)) * sizes[0] * item  # train and val stacked once (TrainVal)
     if t.batch_size is not None and t.shuffle == "random":
         activations += R * batch * (sizes[0] + 1) * 8  # each replica's own shuffled copy of the batch
     log_points = int(t.epochs) // int(t.log_every) + 2
@@ -47,13 +48,14 @@ def estimate_bytes(cfg: Any, sizes: list[int], rows: dict[str, int]) -> int:
 
 def _kept_pass_rows(R: int, sizes: list[int], item: int, batch: int, rows: dict[str, int]) -> set[int]:
     """Row counts of the passes whose buffers the net keeps (src/nn/workspace.py: one set per input shape): the
-    mini-batch, the last partial batch, and each split's evaluation (a split larger than an eval slice is
-    evaluated in slices of `rows_per_slice`, whose buffers are counted once)."""
+    mini-batch, the last partial batch, the log points' train + val pass (src/lab/loop.py `TrainVal`) and each
+    split's final evaluation (a pass larger than an eval slice goes in slices of `rows_per_slice`, whose buffers
+    are counted once)."""
     from src.nn.mlp import MLP
 
     rows_per_slice = max(256, MLP.EVAL_CHUNK_BYTES // (R * max(sizes) * item))
     kept = {batch, rows["train"] % batch or batch}
-    kept |= {min(n, rows_per_slice) for n in rows.values()}
+    kept |= {min(n, rows_per_slice) for n in (*rows.values(), rows["train"] + rows.get("val", 0))}
     return set(sorted(kept, reverse=True)[:MLP.MAX_WORKSPACES])
 
 
