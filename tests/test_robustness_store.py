@@ -294,3 +294,50 @@ def test_dead_server_fails_once_then_at_once(monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(TrackingError, match="went away"):
         tracking.Tracker(uri, "x")
     assert len(calls) == 1, "no second attempt at a server known to be gone"
+
+
+def _unique_violation() -> Exception:
+    """The error a losing get-or-create gets: a real SQLite UNIQUE violation, wrapped as SQLAlchemy wraps it."""
+    import sqlalchemy.exc
+
+    con = sqlite3.connect(":memory:")
+    con.execute("CREATE TABLE datasets (name TEXT, digest TEXT, UNIQUE (name, digest))")
+    con.execute("INSERT INTO datasets VALUES ('moons', 'abc')")
+    try:
+        con.execute("INSERT INTO datasets VALUES ('moons', 'abc')")
+    except sqlite3.IntegrityError as exc:
+        return sqlalchemy.exc.IntegrityError("INSERT INTO datasets ...", {}, exc)
+    raise AssertionError("SQLite accepted a duplicate")
+
+
+def test_dataset_logged_by_two_jobs_at_once_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two jobs logging the same new dataset at once: MLflow looks it up, finds none in both, and the second insert
+    violates the unique constraint (a 52-job joblib sweep lost a run to it). The rolled-back call is retried and
+    finds the row the other job inserted; any other call that violates a constraint still fails at once."""
+    from src import data
+
+    monkeypatch.setattr(tracking.time, "sleep", lambda s: None)
+    tr = tracking.Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "race")
+    ds = data.make("moons", n_samples=60, seed=0)
+    path = tmp_path / "moons.npz"
+    path.write_bytes(b"x")
+    dataset = tracking.dataset_input(ds, path)
+    first, second = tr.start_run("a"), tr.start_run("b")
+    tr.log_dataset(first, dataset)  # the job that won the race
+    real, calls = tr.client.log_inputs, []
+
+    def lost_the_race(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        calls.append(1)
+        if len(calls) == 1:
+            raise _unique_violation()
+        return real(*a, **k)
+
+    monkeypatch.setattr(tr.client, "log_inputs", lost_the_race)
+    tr.log_dataset(second, dataset)
+    assert len(calls) == 2
+    inputs = tr.client.get_run(second).inputs.dataset_inputs
+    assert [(i.dataset.name, i.dataset.digest) for i in inputs] == [(dataset.dataset.name, dataset.dataset.digest)]
+    calls.clear()
+    with pytest.raises(TrackingError, match="logging params failed: .*UNIQUE constraint failed"):
+        tracking._retry(lambda: lost_the_race(), "logging params", tr.uri)
+    assert len(calls) == 1, "a constraint violation elsewhere is a bug to report, not a race to retry"

@@ -184,11 +184,16 @@ _CONNECTION_LOST = ("max retries exceeded", "connection refused", "failed to est
                     "name or service not known", "read timed out", "connect timeout", "remote end closed")
 
 
-def _retry(fn: Callable[[], T], what: str, uri: str, attempts: int = 6) -> T:
+def _retry(fn: Callable[[], T], what: str, uri: str, attempts: int = 6, races: bool = False) -> T:
     """Call `fn`; retry a busy SQLite store ("database is locked") with back-off (0.2 s .. 6.4 s).
 
     Over HTTP MLflow has already retried (bounded by HTTP_RETRY_POLICY): a connection that still fails means the
     server is gone, so the process remembers it and every later call to it fails at once with the same line.
+
+    `races=True` also retries a unique-constraint violation, for MLflow calls that get-or-create a shared row
+    (a dataset is looked up, then inserted, in one transaction): two processes logging the same new dataset at
+    once both find none and the second insert fails (SQLite "UNIQUE constraint failed", PostgreSQL "violates unique
+    constraint"), rolled back whole; on the retry the row exists and is reused. Seen in a 52-job joblib sweep.
     """
     if uri in _UNREACHABLE:
         raise TrackingError(_UNREACHABLE[uri])
@@ -205,7 +210,8 @@ def _retry(fn: Callable[[], T], what: str, uri: str, attempts: int = 6) -> T:
                 _UNREACHABLE[uri] = (f"MLflow server {uri} went away ({why}); start it again, then re-run with "
                                      "resume=true")
                 raise TrackingError(_UNREACHABLE[uri]) from exc
-            transient = not http and any(s in low for s in ("database is locked", "busy"))
+            transient = ((not http and any(s in low for s in ("database is locked", "busy")))
+                         or (races and "unique constraint" in low))
             if not transient or i == attempts - 1:
                 raise TrackingError(f"MLflow store {uri}: {what} failed: {msg}") from exc
             time.sleep(delay)
@@ -451,7 +457,7 @@ class Tracker:
 
     def log_dataset(self, run_id: str, dataset: Any) -> None:
         """`dataset` (from :func:`dataset_input`) as the run's training input: the UI's Dataset column."""
-        _retry(lambda: self.client.log_inputs(run_id, datasets=[dataset]), "logging the dataset", self.uri)
+        _retry(lambda: self.client.log_inputs(run_id, datasets=[dataset]), "logging the dataset", self.uri, races=True)
 
     def log_model(self, run_id: str, net: Any, finite: np.ndarray, example: np.ndarray,
                   params: Mapping[str, Any] | None = None, step: int = 0) -> str:

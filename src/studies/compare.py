@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
-from scipy import stats as _st
 
 from src.lab.stats import (
     BETTER,
@@ -133,7 +132,9 @@ def kendall(a: Sequence[Ranked], b: Sequence[Ranked]) -> float:
     if len(arms) < 2:
         return math.nan
     ma = {r.arm: r.mean for r in a}
-    return float(_st.kendalltau([ma[x] for x in arms], [mb[x] for x in arms]).statistic)
+    from scipy import stats as st  # here, not at import: ~1 s of every `src.train` start-up
+
+    return float(st.kendalltau([ma[x] for x in arms], [mb[x] for x in arms]).statistic)
 
 
 # --------------------------------------------------------------------------------------- paired claims

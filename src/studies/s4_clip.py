@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from scipy import stats as _st
-
 from src.lab.stats import ALPHA, pvalue
 from src.studies.base import CONFIRMED, NUANCED, NULL, REFUTED, Results, Row, Study, Verdict, acc, missing, parse_name
 from src.studies.base import value as val
@@ -47,7 +45,9 @@ def verdict(res: Results | Sequence[Row]) -> Verdict:
     worst = max(none, key=lambda r: val(r, "diverged_fraction"))
     best = min(clipped, key=lambda r: (val(r, "diverged_fraction"), -val(r, "test_acc")))
     (k0, n0), (k1, n1) = _counts(worst), _counts(best)
-    p = float(_st.fisher_exact([[k0, n0 - k0], [k1, n1 - k1]]).pvalue) if n0 and n1 else float("nan")
+    from scipy import stats as st  # here, not at import: ~1 s of every `src.train` start-up
+
+    p = float(st.fisher_exact([[k0, n0 - k0], [k1, n1 - k1]]).pvalue) if n0 and n1 else float("nan")
     nums = (f"unclipped: {k0} of {n0} replicas diverged; best clipped ({_clip_label(best)[1]}): {k1} of {n1}, "
             f"test {acc(best)}; Fisher's exact p {pvalue(p)}")
     if n0 and k0 >= n0 / 2 and k1 == 0 and p < ALPHA:
