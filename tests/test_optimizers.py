@@ -619,3 +619,12 @@ def test_flat_detection_refuses_arrays_that_do_not_tile_one_array():
     assert _flat.base_of(vals) is _flat.base_of(list(arrays.values())) is next(iter(arrays.values())).base
     assert _flat.base_of([vals[0], *vals[1:-1], vals[-1].copy()]) is None
     assert _flat.base_of([*vals, vals[0]]) is None  # one array twice
+    # ... by weak reference: remembering it keeps no dead net's buffer alive
+    import gc
+    import weakref
+
+    dead = weakref.ref(next(iter(arrays.values())).base)
+    assert _flat.base_of(vals) is dead()
+    del arrays, vals, one
+    gc.collect()
+    assert dead() is None

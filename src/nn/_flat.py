@@ -11,7 +11,7 @@ of arrays still works, one array at a time.
 from __future__ import annotations
 
 import math
-import operator
+import weakref
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -38,7 +38,9 @@ def flat_like(arrays: Mapping[str, np.ndarray], dtype: np.dtype | None = None
     return flat, views(flat, shapes)
 
 
-_LAST: tuple[tuple[np.ndarray, ...], np.ndarray] | None = None  # the last arrays found to tile a base, and it
+# The last arrays found to tile a base, and that base, by weak reference: a global must not keep a dead net's
+# gradient buffer alive.
+_LAST: tuple[tuple[weakref.ref, ...], weakref.ref] | None = None
 
 
 def base_of(arrays: Sequence[np.ndarray]) -> np.ndarray | None:
@@ -50,11 +52,13 @@ def base_of(arrays: Sequence[np.ndarray]) -> np.ndarray | None:
     """
     global _LAST
     last = _LAST
-    if last is not None and len(arrays) == len(last[0]) and all(map(operator.is_, arrays, last[0])):
-        return last[1]
+    if last is not None and len(arrays) == len(last[0]) and all(r() is a for r, a in zip(last[0], arrays, strict=True)):
+        base = last[1]()
+        if base is not None:
+            return base
     base = _tiled_base(arrays)
     if base is not None:
-        _LAST = (tuple(arrays), base)
+        _LAST = (tuple(weakref.ref(a) for a in arrays), weakref.ref(base))
     return base
 
 
