@@ -501,6 +501,6 @@ def test_evaluate_parts_gives_each_block_its_own_evaluate(n_out, chunked):
         np.testing.assert_array_equal(acc, want_acc)
         start += size
     np.testing.assert_array_equal(net.evaluate_parts(X, y, (X.shape[0],))[0][0], net.evaluate(X, y)[0])
-    for bad in ((X.shape[0] - 1,), (X.shape[0], 0), (X.shape[0] + 1, -1)):
-        with pytest.raises(ValueError, match="sizes must be positive row counts summing to"):
+    for bad in ((X.shape[0] - 1,), (X.shape[0], 1), (X.shape[0] + 1, -1)):
+        with pytest.raises(ValueError, match="sizes must be row counts >= 0 summing to"):
             net.evaluate_parts(X, y, bad)

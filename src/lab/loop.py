@@ -141,18 +141,11 @@ class TrainVal:
 
     def __init__(self, net: MLP, ds: Dataset) -> None:
         self.sizes = (len(ds.y_train), len(ds.y_val))
-        self.ds = ds
-        self.X: np.ndarray | None = None
-        if min(self.sizes) > 0:  # an empty split is scored on its own (its NaN mean, as before)
-            self.X = np.concatenate([ds.X_train, ds.X_val]).astype(net.dtype, copy=False)
-            self.y = np.concatenate([ds.y_train, ds.y_val])
+        self.X = np.concatenate([ds.X_train, ds.X_val]).astype(net.dtype, copy=False)
+        self.y = np.concatenate([ds.y_train, ds.y_val])
 
     def __call__(self, net: MLP) -> dict[str, np.ndarray]:
-        if self.X is None:
-            parts = [_evaluate(net, self.ds, "train"), _evaluate(net, self.ds, "val")]
-        else:
-            parts = net.evaluate_parts(self.X, self.y, self.sizes)
-        (tl, ta), (vl, va) = parts
+        (tl, ta), (vl, va) = net.evaluate_parts(self.X, self.y, self.sizes)
         return {"train_loss": tl, "train_acc": ta, "val_loss": vl, "val_acc": va}
 
 

@@ -38,7 +38,7 @@ def estimate_bytes(cfg: Any, sizes: list[int], rows: dict[str, int]) -> int:
     weights = R * n_params * item * copies
     batch = rows["train"] if t.batch_size is None else min(int(t.batch_size), rows["train"])
     activations = R * sum(_kept_pass_rows(R, sizes, item, batch, rows)) * sum(sizes) * item * ACTIVATION_COPIES
-    activations += (rows["train"] + rows.get("val", 0)) * sizes[0] * item  # train and val stacked once (TrainVal)
+    activations += (rows["train"] + rows["val"]) * sizes[0] * item  # train and val stacked once (TrainVal)
     if t.batch_size is not None and t.shuffle == "random":
         activations += R * batch * (sizes[0] + 1) * 8  # each replica's own shuffled copy of the batch
     log_points = int(t.epochs) // int(t.log_every) + 2
@@ -55,7 +55,7 @@ def _kept_pass_rows(R: int, sizes: list[int], item: int, batch: int, rows: dict[
 
     rows_per_slice = max(256, MLP.EVAL_CHUNK_BYTES // (R * max(sizes) * item))
     kept = {batch, rows["train"] % batch or batch}
-    kept |= {min(n, rows_per_slice) for n in (*rows.values(), rows["train"] + rows.get("val", 0))}
+    kept |= {min(n, rows_per_slice) for n in (*rows.values(), rows["train"] + rows["val"])}
     return set(sorted(kept, reverse=True)[:MLP.MAX_WORKSPACES])
 
 

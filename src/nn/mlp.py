@@ -457,8 +457,8 @@ class MLP:
         """
         X = self._input(X)
         m = X.shape[-2]
-        if sum(sizes) != m or any(s <= 0 for s in sizes):
-            raise ValueError(f"sizes must be positive row counts summing to the {m} rows of X, got {list(sizes)}")
+        if sum(sizes) != m or any(s < 0 for s in sizes):  # an empty block scores NaN, as `evaluate` of no rows
+            raise ValueError(f"sizes must be row counts >= 0 summing to the {m} rows of X, got {list(sizes)}")
         if m > self._eval_rows():
             logits, ws = self.forward(X), FRESH
         else:
