@@ -304,6 +304,40 @@ def test_resume_skips_finished_jobs(repo: Path, tmp_path: Path) -> None:
     assert sum(bool(r.get("resumed")) for r in recs) == 2
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_sigterm_to_a_joblib_launcher_as_its_jobs_turn_over(repo: Path, tmp_path: Path) -> None:
+    """SIGTERM to a joblib launcher right as a job ends (when a worker is between jobs, or ending its run): the
+    parent ends KILLED (an idle worker dies of the forwarded signal: that is the interrupt, not a lost worker),
+    nothing is left RUNNING, no store call is cut in half (which left the SQLite store locked, the parent RUNNING),
+    and every run's status agrees with its job's record. The scale-out test's launcher race caught the first."""
+    db, sweep = tmp_path / "m.db", tmp_path / "sweep"
+    p = _start(repo, db, ["-m", BASIC, "train.seed=range(0,10)", "train.epochs=20", "train.log_every=5",
+                          "train.seeds=1", "study=turn", "train.progress=false", "tracking.artifacts=false",
+                          f"hydra.sweep.dir={sweep}", *JOBLIB])
+    t0 = time.monotonic()
+    while len(list(sweep.glob("*/result.json"))) < 3:
+        assert p.poll() is None and time.monotonic() - t0 < 120, p.communicate()
+        time.sleep(0.02)
+    workers = _workers(p.pid)
+    p.send_signal(signal.SIGTERM)
+    err = _finish(p, timeout=120)
+    assert p.returncode == 130, err[-3000:]
+    assert "database is locked" not in err and "worker process died" not in err, err[-3000:]
+    import psutil
+
+    assert [w for w in workers if psutil.pid_exists(w) and psutil.Process(w).status() != "zombie"] == []
+    client, runs = _runs(db)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert [(r.info.status, r.data.tags["nnlab.status"]) for r in parents] == [("KILLED", "killed")], err[-3000:]
+    children = {r.info.run_id: r for r in runs if "mlflow.parentRunId" in r.data.tags}
+    recs = records.read_results(sweep, parents[0].info.run_id)
+    assert 3 <= len(recs) < 10 and {r["run_id"] for r in recs} == set(children)
+    for rec in recs:
+        run = children[rec["run_id"]]
+        assert (run.info.status, run.data.tags["nnlab.status"]) == (rec["status"].upper(), rec["status"]), rec
+
+
 def test_reused_sweep_dir_reports_only_this_sweep(tmp_path: Path) -> None:
     """A second sweep in the same folder: the first one's extra job folders stay, but are not reported."""
     from src.lab.results import write_results
@@ -339,3 +373,55 @@ def test_signals_held_while_a_store_is_created() -> None:
         time.sleep(0.05)
         reached_end = True
     assert reached_end
+
+
+def test_a_store_call_is_not_cut_in_half(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SIGTERM inside a store write: the write completes, then the job's interrupt is raised. Before, the
+    KeyboardInterrupt landed inside MLflow's transaction: the run stayed RUNNING and the SQLite store stayed locked
+    for every other process (the launcher could not end the sweep's parent run)."""
+    from src.lab import signals, tracking
+
+    tr = tracking.Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "x")
+    run_id = tr.start_run("r")
+    real = tr.client.set_terminated
+
+    def interrupted_half_way(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)  # the handler runs here if the signal is not held
+        return real(*a, **k)
+
+    monkeypatch.setattr(tr.client, "set_terminated", interrupted_half_way)
+    with pytest.raises(KeyboardInterrupt), signals.interrupts():
+        tr.end_run(run_id, "KILLED")
+    assert tr.get_run(run_id).info.status == "KILLED", "the write completed before the interrupt"
+    other = tracking.Tracker(tr.uri, "x")  # another connection can write at once: no transaction left open
+    other.set_tags(run_id, {"after": "1"})
+    assert tr.get_run(run_id).data.tags["after"] == "1"
+
+
+@pytest.mark.parametrize("interrupted", [False, True])
+def test_a_dead_worker_fails_the_sweep_unless_the_launcher_stopped_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interrupted: bool) -> None:
+    """A worker that dies on its own (OOM killer) fails the sweep; one that died of the SIGTERM an interrupted
+    launcher forwarded (it was between two jobs) is the interrupt: the parent ends KILLED. Either way the dead
+    worker's run, left RUNNING, ends KILLED."""
+    import threading
+
+    from src.lab import signals, tracking
+    from src.lab.sweep import SweepCallback
+
+    monkeypatch.setattr(signals, "_stopping", threading.Event())
+    if interrupted:  # the state signals.stop_sweep leaves (called here, it would SIGTERM the test's own children)
+        signals._stopping.set()
+    cb = SweepCallback()
+    cb.tracker = tracking.Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "x")
+    cb.parent_id = cb.tracker.start_run("sweep")
+    child = cb.tracker.start_run("job", parent_id=cb.parent_id)
+    cb.abort("nnlab: error: a worker process died (SIGKILL: the OOM killer, or a kill) and stopped the sweep")
+    parent = cb.tracker.get_run(cb.parent_id)
+    status = "KILLED" if interrupted else "FAILED"
+    assert (parent.info.status, parent.data.tags["nnlab.status"]) == (status, status.lower())
+    assert parent.data.tags["nnlab.error"].startswith("a worker process died")
+    assert cb.tracker.get_run(child).info.status == "KILLED"
+    cb._end_if_open("FINISHED")  # the atexit hook, or the main thread, after loky's thread: a no-op
+    assert cb.tracker.get_run(cb.parent_id).info.status == status

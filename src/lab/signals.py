@@ -8,9 +8,12 @@ Who uses what, and why:
   (:func:`hand_over_to_launcher`) instead of re-raising, which would make joblib SIGKILL the other workers before
   they record their own runs.
 - the sweep callback (:mod:`src.lab.sweep`), in the launching process, marks itself as the launcher
-  (:func:`mark_launcher`), forwards SIGTERM to its workers (:func:`signal_workers`) and waits for their runs.
-- the tracker (:mod:`src.lab.tracking`) holds signals while MLflow creates a new SQLite store (:func:`deferred`):
-  an interrupt during the schema migration breaks the store for good.
+  (:func:`mark_launcher`); interrupted, it stops the sweep (:func:`stop_sweep`): no new job, SIGTERM forwarded to
+  its workers, a wait for their runs.
+- the tracker (:mod:`src.lab.tracking`) holds signals during every call into a database store (:func:`deferred`):
+  an interrupt during the schema migration breaks a new store for good, and one in the middle of a write leaves
+  its transaction open, so every other process finds the SQLite store locked until this one exits (measured: a
+  worker interrupted while ending its run locked the store; the launcher could not end the sweep's parent run).
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ def install(handler: Handler) -> dict[int, Any]:
 def restore(old: dict[int, Any]) -> None:
     """Put back the handlers :func:`install` returned."""
     for sig, handler in old.items():
-        signal.signal(sig, handler)
+        if handler is not None:  # None: a handler not installed from Python, which cannot be put back
+            signal.signal(sig, handler)
 
 
 def stop_listening() -> None:
@@ -108,6 +112,28 @@ def hand_over_to_launcher() -> None:
     except OSError:  # the launcher is gone: nothing to wait for
         return
     time.sleep(HAND_OVER_WAIT_S)
+
+
+_stopping = threading.Event()  # set in a launcher that was interrupted (see stop_sweep)
+
+
+def stop_sweep(sweep_dir: Path | None, grace: float) -> None:
+    """In an interrupted launcher: start no new job, forward SIGTERM to the workers, and wait (at most `grace`
+    seconds) until their jobs have written their records and ended their runs KILLED.
+
+    A worker that was between two jobs has no handler and dies of the SIGTERM; loky then reports a dead worker
+    (:func:`protect_neighbours`), which :func:`stopping` lets the sweep record as the interrupt it is (KILLED), not
+    as a lost worker (FAILED)."""
+    _stopping.set()
+    if sweep_dir is not None:
+        stop_new_jobs(sweep_dir)
+    if signal_workers(signal.SIGTERM) and sweep_dir is not None:
+        wait_for_jobs(sweep_dir, grace)
+
+
+def stopping() -> bool:
+    """Whether this process is a launcher stopping its sweep after Ctrl-C/SIGTERM."""
+    return _stopping.is_set()
 
 
 def signal_workers(sig: int) -> int:
@@ -264,7 +290,7 @@ def protect_neighbours(sweep_dir: Path, on_death: Callable[[str], None] | None =
     def terminate_broken(self: Any, bpe: Any) -> Any:
         stop_new_jobs(folder)
         n = len(running_jobs(folder))
-        if n:
+        if n and not stopping():  # an interrupted launcher has said why its workers stop
             print(f"nnlab: a worker process died; waiting for the {n} running job(s) to finish before stopping "
                   "the sweep", file=sys.stderr, flush=True)
         wait_for_jobs(folder, timeout=None)
@@ -272,6 +298,9 @@ def protect_neighbours(sweep_dir: Path, on_death: Callable[[str], None] | None =
         why = codes[0].strip("{}") if codes and "exit codes" in str(bpe) else "unknown cause"
         message = (f"nnlab: error: a worker process died ({why}: the OOM killer, or a kill) and stopped the sweep; "
                    "its job's run is recorded KILLED, the other jobs finished first; re-run with resume=true")
+        if stopping():  # the launcher was interrupted and stopped its workers: this death is that interrupt
+            message = ("nnlab: interrupted: the sweep's workers were stopped; unfinished runs are recorded as KILLED; "
+                       "re-run the same command with resume=true to finish the sweep")
         if on_death is not None:
             on_death(message)
         return original(self, _worker_died_class()(message))

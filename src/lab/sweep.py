@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import atexit
 import os
-import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from src.lab.tracking import (
 )
 
 WORKER_GRACE_S = 30.0  # how long an interrupted launcher waits for its workers to record their runs KILLED
+_END_LOCK = threading.Lock()  # module-level: joblib pickles the callback object to its workers, a lock cannot be
 OUTCOME: dict[str, int] = {}  # the last sweep of this process: {"jobs": n, "failed": k} (src.train's exit code)
 
 
@@ -61,7 +62,6 @@ class SweepCallback(Callback):
         self._ended = False
         self._bar: Any = None
         self._old_handlers: dict[int, Any] = {}
-        self._interrupted = False
         self._dir_lock: Any = None
         self._launch = launch_id()
 
@@ -114,9 +114,12 @@ class SweepCallback(Callback):
         atexit.register(self._end_if_open, "KILLED")
 
     def _end_if_open(self, status: str, error: str | None = None) -> None:
-        if self._ended or self.tracker is None or self.parent_id is None:
-            return
-        self._ended = True
+        """End the parent run (and children left RUNNING, unless `status` is FINISHED) once: the first caller of
+        the main thread's ending, its atexit hook and loky's thread (a dead worker) wins, the others return."""
+        with _END_LOCK:
+            if self._ended or self.tracker is None or self.parent_id is None:
+                return
+            self._ended = True
         try:
             if status != "FINISHED":  # children of workers that died without ending their runs (SIGKILL, OOM)
                 for run in self._running_children():
@@ -131,8 +134,10 @@ class SweepCallback(Callback):
 
     def abort(self, error: str) -> None:
         """A worker died (called from loky's thread, see signals.protect_neighbours): end the runs still RUNNING
-        (the dead worker's) KILLED and the parent FAILED, with `error`."""
-        self._end_if_open("FAILED", error.removeprefix("nnlab: error: "))
+        (the dead worker's) KILLED and the parent FAILED, with `error`; KILLED if this launcher was interrupted and
+        stopped its workers itself (an idle worker dies of the forwarded SIGTERM: that is the interrupt)."""
+        self._end_if_open("KILLED" if signals.stopping() else "FAILED",
+                          error.removeprefix("nnlab: error: ").removeprefix("nnlab: "))
 
     def _running_children(self) -> list[Any]:
         assert self.tracker is not None
@@ -143,10 +148,8 @@ class SweepCallback(Callback):
         """Stop the sweep in the launching process (in-process jobs install their own handler, see src.lab.job):
         forward SIGTERM to the workers and wait until each has written its record (and ended its run KILLED)."""
         signals.stop_listening()  # one-shot: a second Ctrl-C must not cut the wait for the workers short
-        if not self._interrupted:
-            self._interrupted = True
-            if signals.signal_workers(signal.SIGTERM) and self.sweep_dir is not None:
-                signals.wait_for_jobs(self.sweep_dir, WORKER_GRACE_S)
+        if not signals.stopping():
+            signals.stop_sweep(self.sweep_dir, WORKER_GRACE_S)
         raise KeyboardInterrupt(f"signal {signum}")
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:

@@ -190,6 +190,10 @@ def _retry(fn: Callable[[], T], what: str, uri: str, attempts: int = 6, races: b
     Over HTTP MLflow has already retried (bounded by HTTP_RETRY_POLICY): a connection that still fails means the
     server is gone, so the process remembers it and every later call to it fails at once with the same line.
 
+    Each call runs with Ctrl-C/SIGTERM held (acted on right after it; off the main thread, as in loky's, there is
+    nothing to hold) unless the store is a server: a KeyboardInterrupt inside a database write leaves its
+    transaction open and the SQLite store locked for every other process (see :mod:`src.lab.signals`).
+
     `races=True` also retries a unique-constraint violation, for MLflow calls that get-or-create a shared row
     (a dataset is looked up, then inserted, in one transaction): two processes logging the same new dataset at
     once both find none and the second insert fails (SQLite "UNIQUE constraint failed", PostgreSQL "violates unique
@@ -201,7 +205,8 @@ def _retry(fn: Callable[[], T], what: str, uri: str, attempts: int = 6, races: b
     delay = 0.2
     for i in range(attempts):
         try:
-            return fn()
+            with signals.deferred(active=not http):
+                return fn()
         except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds; we classify by message
             msg = _first_line(exc)
             low = msg.lower()
