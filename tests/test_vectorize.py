@@ -206,7 +206,7 @@ def test_the_sweepers_composer_equals_hydras_composition_of_every_config() -> No
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()
         master = loader.load_configuration("config", overrides=["experiment=default"], run_mode=RunMode.MULTIRUN)
-        composer = Composer(loader, master)
+        composer = Composer.for_sweep(loader, master)
         assert {"init", "optimizer", "hydra/launcher"} <= composer.groups
         jobs = [[f"init={i}", f"train.lr={lr}", f"optimizer={o}", "train.clip_norm=null", "model.hidden=[8,4]",
                  "+extra_note=x", "data=moons", "train.patience=10"]

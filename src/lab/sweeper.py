@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable
 from concurrent.futures import BrokenExecutor
 from pathlib import Path
 from typing import Any
@@ -37,29 +38,38 @@ def replicas_per_config(cfg: dict[str, Any]) -> int:
 
 
 class Composer:
-    """Each job's config (without its `hydra` node) for the grouping, composed by Hydra once per distinct set of
-    config-group choices (`init=he`, `optimizer=adam`, `+x=`, `~x`, `hydra...`) and per distinct value overrides
-    applied to a copy of that, with the very call Hydra's own composition makes for them
-    (`OmegaConf.update(cfg, key, value, merge=True)`).
+    """Configs composed by Hydra once per distinct set of config-group choices (`init=he`, `optimizer=adam`, `+x=`,
+    `~x`, `hydra...`), with the value overrides applied to a copy of that, by the very call Hydra's own composition
+    makes for them (`OmegaConf.update(cfg, key, value, merge=True)`).
 
     Why: a full Hydra composition costs ~0.1-0.3 s; a grid of 1,000 configs spent minutes composing before the
     first job started, although 10 learning rates x 10 inits x ... needs only as many compositions as it has
     distinct group choices (here 10 x 2 x 5). A value override Hydra would refuse falls back to the full
-    composition, which then raises Hydra's own error."""
+    composition, which then raises Hydra's own error. Two users: the vectorized sweeper groups a grid's configs
+    (:meth:`for_sweep`, no `hydra` node), the pre-flight check validates every swept value (src/lab/preflight.py;
+    what it reads of the `hydra` node, the launcher and the output folders, is not changed by a value override).
 
-    def __init__(self, loader: Any, config: Any) -> None:
-        self.loader, self.config = loader, config
+    `full(overrides)` is the full composition."""
+
+    def __init__(self, loader: Any, full: Callable[[list[str]], Any]) -> None:
+        self.full = full
         self.parser = OverridesParser.create(config_loader=loader)
         self.groups = _group_names(loader)
         self._base: dict[tuple[str, ...], Any] = {}
 
-    def _full(self, overrides: list[str]) -> Any:
-        composed = self.loader.load_sweep_config(self.config, overrides)
-        with open_dict(composed):
-            del composed["hydra"]
-        return composed
+    @classmethod
+    def for_sweep(cls, loader: Any, master: Any) -> Composer:
+        """The sweeper's: each job's config as `loader.load_sweep_config(master, overrides)` has it, without `hydra`."""
+        def full(overrides: list[str]) -> Any:
+            composed = loader.load_sweep_config(master, overrides)
+            with open_dict(composed):
+                del composed["hydra"]
+            return composed
 
-    def __call__(self, overrides: list[str]) -> dict[str, Any]:
+        return cls(loader, full)
+
+    def config(self, overrides: list[str]) -> Any:
+        """The composed DictConfig of `overrides` (the caller's own copy)."""
         structural, values = [], []
         for text in overrides:
             o = self.parser.parse_override(text)
@@ -72,14 +82,18 @@ class Composer:
                 structural.append(text)
         base_key = tuple(structural)
         if base_key not in self._base:
-            self._base[base_key] = self._full(structural)
+            self._base[base_key] = self.full(structural)
         cfg = copy.deepcopy(self._base[base_key])
         try:
             for key, value in values:
                 OmegaConf.update(cfg, key, value, merge=True)
         except Exception:  # noqa: BLE001 - Hydra's own composition says what is wrong with it
-            cfg = self._full(overrides)
-        d = OmegaConf.to_container(cfg, resolve=False)
+            cfg = self.full(overrides)
+        return cfg
+
+    def __call__(self, overrides: list[str]) -> dict[str, Any]:
+        """The config as a plain dict, interpolations kept (what the sweeper groups and packs)."""
+        d = OmegaConf.to_container(self.config(overrides), resolve=False)
         assert isinstance(d, dict)
         return d
 
@@ -110,7 +124,7 @@ class VectorizedSweeper(BasicSweeper):
         loader = self.hydra_context.config_loader
         overrides = OverridesParser.create(config_loader=loader).parse_overrides(params_conf)
         jobs = self.split_arguments(overrides, None)[0]
-        compose = Composer(loader, self.config)
+        compose = Composer.for_sweep(loader, self.config)
         groups: dict[str, list[tuple[int, dict[str, Any]]]] = {}
         for i, ov in enumerate(jobs):
             d = compose(list(ov))
