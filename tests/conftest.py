@@ -8,12 +8,17 @@
   migrations, seconds); copy it where a test needs a store;
 - ``project``: a throw-away copy of the project (tests/e2e_utils.make_project) with datasets copied in, for the
   end-to-end tests that run real Hydra/MLflow/DVC processes.
+
+One MLflow model-template cache (src/lab/model_writer.py) per test session, shared by the xdist workers and the
+processes the tests start, removed at the end: never the developer's own cache folder.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +28,24 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+SESSION_CACHE = "NNLAB_TEST_SESSION_CACHE"  # set by the controller; xdist workers inherit it
+_CACHE_KEY = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get(SESSION_CACHE):  # an xdist worker: the controller made the session's cache
+        os.environ["NNLAB_CACHE_DIR"] = os.environ[SESSION_CACHE]
+        return
+    folder = tempfile.mkdtemp(prefix="nnlab-test-cache-")
+    os.environ["NNLAB_CACHE_DIR"] = os.environ[SESSION_CACHE] = folder
+    config.stash[_CACHE_KEY] = folder
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    folder = config.stash.get(_CACHE_KEY, None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
 
 DATASETS = ("moons", "circles", "xor", "circles_course", "moons_course", "moons_noisy", "digits")
 

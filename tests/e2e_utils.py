@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def env_for(repo: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "HYDRA_", "NNLAB_"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MLFLOW_", "HYDRA_", "NNLAB_")) or k == "NNLAB_CACHE_DIR"}  # conftest: the session's
     env.update({
         "PYTHONPATH": str(repo),
         "MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}",

@@ -8,15 +8,23 @@ training one config of a grid. Everything but the weights is the same for every 
 process and keeps that folder as a template; a run then only adds `MLmodel` (the template's text with the run's
 ids filled in), `artifacts/spec.json` and `artifacts/weights.npz`. The result is byte-for-byte the layout
 `save_model` writes, and `mlflow.pyfunc.load_model` / `mlflow models predict` load it like any other model
-(tests/test_mlflow_model.py).
+(tests/test_mlflow_tracking.py).
+
+The templates also persist across processes (:func:`cache_root`; `NNLAB_CACHE_DIR`, empty to turn it off), keyed by
+everything they hold: the net's shape, dtype and input example, the versions of what writes them, and the bytes of
+`src/nn` and the pyfunc wrapper. Why: `save_model` costs ~1.2 s on this box, and every `python -m src.train`
+process paid it for its first run (every DVC stage, every joblib worker, most end-to-end tests).
 """
 
 from __future__ import annotations
 
 import atexit
+import hashlib
 import json
 import logging
+import os
 import shutil
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -30,6 +38,40 @@ import numpy as np
 NN_SOURCE = Path(__file__).resolve().parents[1] / "nn"  # src/nn: copied into every model as code/nnlab_nn
 MODEL_CODE = Path(__file__).resolve().with_name("pyfunc_model.py")
 _FIELDS = ("run_id", "model_id", "model_uuid", "artifact_path", "utc_time_created", "model_size_bytes")
+CACHE_ENV = "NNLAB_CACHE_DIR"
+_TEXT = "MLmodel.template"  # beside the template folder (whose files are uploaded as they are), not in it
+
+
+def cache_root() -> Path | None:
+    """Where model templates persist across processes: `$NNLAB_CACHE_DIR/model-templates`, else the user's cache
+    folder (platformdirs); None (in-process templates only) if `NNLAB_CACHE_DIR` is set empty."""
+    configured = os.environ.get(CACHE_ENV)
+    if configured == "":
+        return None
+    if configured is None:
+        import platformdirs
+
+        configured = platformdirs.user_cache_dir("nnlab")
+    return Path(configured) / "model-templates"
+
+
+def _code_digest() -> str:
+    """What a template holds besides its key: the versions that write it (Python's, MLflow's, NumPy's, and pip's,
+    setuptools' and wheel's, which `python_env.yaml` pins), the code copied into it, and this module (which decides
+    its layout)."""
+    from importlib import metadata
+
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "-"
+
+    versions = [sys.version, *(version(d) for d in ("mlflow", "numpy", "pip", "setuptools", "wheel"))]
+    h = hashlib.sha256("|".join(versions).encode())
+    for path in [Path(__file__).resolve(), MODEL_CODE, *sorted(NN_SOURCE.rglob("*.py"))]:
+        h.update(str(path.relative_to(NN_SOURCE.parent)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
 
 
 def spec_of(net: Any, finite: np.ndarray) -> dict[str, Any]:
@@ -52,8 +94,30 @@ class ModelWriter:
         example = np.ascontiguousarray(example, dtype=dtype)
         key = (int(net.sizes[0]), int(net.sizes[-1]), dtype.str, example.shape, example.tobytes())
         if key not in self._templates:
-            self._templates[key] = self._save_template(int(net.sizes[0]), int(net.sizes[-1]), dtype, example)
+            self._templates[key] = self._cached_template(int(net.sizes[0]), int(net.sizes[-1]), dtype, example)
         return self._templates[key]
+
+    def _cached_template(self, n_in: int, n_out: int, dtype: np.dtype, example: np.ndarray) -> tuple[Path, str]:
+        """The template from the cross-process cache, made (and published by an atomic rename) if missing. A cache
+        that cannot be written (read-only home, full disk) only costs the speed: the template is made here."""
+        root = cache_root()
+        if root is None:
+            return self._save_template(n_in, n_out, dtype, example)
+        h = hashlib.sha256(f"{n_in}|{n_out}|{dtype.str}|{example.shape}|{_code_digest()}".encode())
+        h.update(example.tobytes())
+        entry = root / h.hexdigest()[:32]
+        if (entry / _TEXT).is_file() and (entry / "model").is_dir():
+            return entry / "model", (entry / _TEXT).read_text()
+        template, text = self._save_template(n_in, n_out, dtype, example)
+        staging = root / f".new-{uuid.uuid4().hex}"
+        try:
+            staging.mkdir(parents=True)
+            shutil.copytree(template, staging / "model")
+            (staging / _TEXT).write_text(text)  # last: an entry with its text is complete
+            os.rename(staging, entry)  # atomic; fails if another process published the same entry first
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+        return template, text
 
     def _save_template(self, n_in: int, n_out: int, dtype: np.dtype, example: np.ndarray) -> tuple[Path, str]:
         import mlflow.pyfunc
