@@ -140,6 +140,19 @@ def test_preflight_composes_once_per_group_choice_as_hydra_does(data_dir: Path,
 
 
 
+def test_output_folders_and_hydras_job_node(data_dir: Path, tmp_path: Path) -> None:
+    """A single run's folder may use `${hydra:job.name}` (Hydra resolves it with the job's node): the pre-flight
+    raised "HydraConfig was not set" with a traceback. A sweep's folder cannot (Hydra names it before any job
+    exists and fails with that traceback): one line saying so; so is an interpolation that resolves nowhere."""
+    assert check(["hydra.run.dir=" + str(tmp_path) + "/${hydra:job.name}", f"data.dir={data_dir}"]) == 1
+    msg = _one_line_error(["-m", "train.seed=0,1", f"hydra.sweep.dir={tmp_path}/" + "${hydra:job.override_dirname}",
+                           f"data.dir={data_dir}"])
+    assert "hydra.sweep.dir=" in msg and "hydra.sweep.subdir" in msg
+    msg = _one_line_error(["-m", "train.seed=0,1", f"hydra.sweep.dir={tmp_path}/" + "${no_such_key}",
+                           f"data.dir={data_dir}"])
+    assert "no_such_key" in msg
+
+
 def test_empty_hidden_list_is_logistic_regression(data_dir: Path, compose) -> None:  # noqa: ANN001
     """Decision: `model.hidden=[]` is a valid net (no hidden layer = logistic regression), not an empty size."""
     assert check(["model.hidden=[]", f"data.dir={data_dir}"]) == 1

@@ -218,9 +218,21 @@ def _check_hydra(cfg: Any, multirun: bool) -> None:
         if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -cpus:
             raise PreflightError(f"hydra.launcher.n_jobs={n_jobs!r} is invalid; valid: an integer >= 1 (workers), "
                                  f"or -1 .. -{cpus} (all CPUs, all but one, ...)")
-    folders = {"hydra.sweep.dir": cfg.hydra.sweep.dir} if multirun else {"hydra.run.dir": cfg.hydra.run.dir}
-    if multirun and cfg.get("results_dir"):
-        folders["results_dir"] = cfg.results_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    sweep_dir = str(cfg.hydra.sweep._get_node("dir")._value())
+    if multirun and "${hydra:" in sweep_dir:
+        raise PreflightError(f"hydra.sweep.dir={sweep_dir}: Hydra names the sweep folder before any job exists, so "
+                             "it cannot use ${hydra:...} (Hydra fails with 'HydraConfig was not set'); each job's own "
+                             "folder is hydra.sweep.subdir")
+    if not multirun:  # a single run's folder may use ${hydra:job.name} & co: Hydra resolves it with the job's node
+        HydraConfig.instance().set_config(cfg)
+    try:
+        folders = {"hydra.sweep.dir": cfg.hydra.sweep.dir} if multirun else {"hydra.run.dir": cfg.hydra.run.dir}
+        if multirun and cfg.get("results_dir"):
+            folders["results_dir"] = cfg.results_dir
+    except Exception as exc:  # noqa: BLE001 - an interpolation in a folder's name that does not resolve
+        raise PreflightError(one_line(exc)) from exc
     for key, folder in folders.items():
         try:
             check_output_dir(str(folder), key=key)
@@ -314,8 +326,10 @@ def preflight(argv: list[str]) -> None:
         sys.exit(2)
     finally:
         from hydra.core.global_hydra import GlobalHydra
+        from hydra.core.hydra_config import HydraConfig
 
         GlobalHydra.instance().clear()
+        HydraConfig.instance().cfg = None  # Hydra sets its own when the app runs
     if total > 1:
         os.environ["NNLAB_SWEEP_TOTAL"] = str(total)
 
