@@ -225,6 +225,7 @@ def _check_hydra(cfg: Any, multirun: bool) -> None:
         raise PreflightError(f"hydra.sweep.dir={sweep_dir}: Hydra names the sweep folder before any job exists, so "
                              "it cannot use ${hydra:...} (Hydra fails with 'HydraConfig was not set'); each job's own "
                              "folder is hydra.sweep.subdir")
+    hydra_node = HydraConfig.instance().cfg
     if not multirun:  # a single run's folder may use ${hydra:job.name} & co: Hydra resolves it with the job's node
         HydraConfig.instance().set_config(cfg)
     try:
@@ -233,6 +234,8 @@ def _check_hydra(cfg: Any, multirun: bool) -> None:
             folders["results_dir"] = cfg.results_dir
     except Exception as exc:  # noqa: BLE001 - an interpolation in a folder's name that does not resolve
         raise PreflightError(one_line(exc)) from exc
+    finally:  # Hydra sets the job's own node when the app runs; a caller's (tests, notebooks) is left as it was
+        HydraConfig.instance().cfg = hydra_node
     for key, folder in folders.items():
         try:
             check_output_dir(str(folder), key=key)
@@ -326,10 +329,8 @@ def preflight(argv: list[str]) -> None:
         sys.exit(2)
     finally:
         from hydra.core.global_hydra import GlobalHydra
-        from hydra.core.hydra_config import HydraConfig
 
         GlobalHydra.instance().clear()
-        HydraConfig.instance().cfg = None  # Hydra sets its own when the app runs
     if total > 1:
         os.environ["NNLAB_SWEEP_TOTAL"] = str(total)
 
