@@ -268,10 +268,14 @@ def test_sigkill_of_one_worker_spares_its_neighbour(repo: Path, tmp_path: Path) 
 @pytest.mark.e2e
 @pytest.mark.slow
 def test_resume_skips_finished_jobs(repo: Path, tmp_path: Path) -> None:
-    """Interrupt a 4-job sweep during job 3; `resume=true` runs only jobs 3 and 4 and reports all four."""
+    """Interrupt a 4-job sweep during job 3; `resume=true` runs only jobs 3 and 4 and reports all four.
+
+    Jobs 1-2 are short and jobs 3-4 long (100,000 epochs: 7 s of training on a fast box, ~20 s on a slow one), so
+    the interrupt lands inside job 3 however fast the machine is (with 6,000 epochs each, a fast box finished the
+    whole sweep within the 2 s `_wait_running` gives job 3)."""
     db, sweep = tmp_path / "m.db", tmp_path / "sweep"
-    args = ["-m", BASIC, "train.seed=0,1,2,3", "train.epochs=6000", "train.seeds=1", "study=res",
-            "train.progress=false", "tracking.artifacts=false", f"hydra.sweep.dir={sweep}",
+    args = ["-m", BASIC, "train.epochs=500,600,100000,100100", "train.log_every=1000", "train.seeds=1",
+            "study=res", "train.progress=false", "tracking.artifacts=false", f"hydra.sweep.dir={sweep}",
             "results_dir=" + str(tmp_path / "results")]
     p = _start(repo, db, args)
     t0 = time.monotonic()
