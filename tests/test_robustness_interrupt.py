@@ -241,9 +241,10 @@ def test_sigkill_of_the_launcher_stops_its_workers(repo: Path, tmp_path: Path) -
 @pytest.mark.slow
 def test_sigkill_of_one_worker_spares_its_neighbour(repo: Path, tmp_path: Path) -> None:
     """One worker SIGKILLed (the OOM killer): its neighbour finishes its job (before: loky SIGKILLed it at once,
-    its run KILLED with no metrics), the sweep stops with one line and exit 1, the parent is FAILED."""
+    its run KILLED with no metrics), the sweep stops with one line and exit 1, the parent is FAILED. The short job
+    trains 100,000 epochs so that it is still training when both are seen busy, on a fast box too."""
     db, sweep = tmp_path / "m.db", tmp_path / "sweep"
-    args = ["-m", "train.epochs=20000,100000000", "train.log_every=1000", "train.seeds=2", "study=oom",
+    args = ["-m", "train.epochs=100000,100000000", "train.log_every=1000", "train.seeds=2", "study=oom",
             "train.progress=false",
             "tracking.artifacts=false", f"hydra.sweep.dir={sweep}", *JOBLIB]  # a short and an endless job
     p = _start(repo, db, args)
@@ -260,7 +261,7 @@ def test_sigkill_of_one_worker_spares_its_neighbour(repo: Path, tmp_path: Path) 
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(children) == 1 and children[0].info.status == "FINISHED", "the neighbour's job, finished"
     assert children[0].data.tags["nnlab.pid"] == str(neighbour)
-    assert children[0].data.metrics["epochs_used"] == 20000
+    assert children[0].data.metrics["epochs_used"] == 100000
     parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
     assert parent.info.status == "FAILED" and "worker process died" in parent.data.tags["nnlab.error"]
 
