@@ -239,6 +239,36 @@ def test_locked_store_refused(tmp_path: Path, mlflow_template: Path) -> None:
     tracking.check_store(f"sqlite:///{db}")  # released: fine again
 
 
+def test_a_store_mid_commit_is_not_called_truncated(tmp_path: Path, mlflow_template: Path) -> None:
+    """Another process commits: under its exclusive lock the file's header already declares the new pages, the
+    file is not yet extended. The check waits for the lock and reads a consistent file (before: it read the header
+    without a lock and refused a healthy store as "truncated", failing 3 jobs of a 1,000-job 2-worker sweep)."""
+    import threading
+
+    db = _copy(mlflow_template, tmp_path / "m.db")
+    writer = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    writer.execute("begin exclusive")
+    with open(db, "r+b") as f:
+        f.seek(28)
+        declared = f.read(4)
+        f.seek(28)
+        f.write((int.from_bytes(declared, "big") + 8).to_bytes(4, "big"))  # the mid-commit state: 8 pages ahead
+
+    def commit() -> None:
+        time.sleep(0.3)
+        with open(db, "r+b") as f:  # the commit completes: the header and the file agree again
+            f.seek(28)
+            f.write(declared)
+        writer.close()
+
+    done = threading.Thread(target=commit)
+    done.start()
+    try:
+        tracking.check_store(f"sqlite:///{db}", timeout=10)
+    finally:
+        done.join()
+
+
 def test_foreign_database_is_left_untouched(tmp_path: Path) -> None:
     """A user's own SQLite database silently received MLflow's 60-odd tables; now it is refused, byte for byte
     unchanged, by the pre-flight check and by the Tracker itself (a job run without the CLI)."""
