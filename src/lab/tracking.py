@@ -712,7 +712,7 @@ def _check_sqlite_file(uri: str, p: Path, timeout: float, deep: bool) -> None:
         try:
             # The header and the size are read under a read lock: a writer in another process commits its pages
             # (the header's page count first, then the pages that extend the file) under an exclusive lock, and
-            # a lock-free look in between saw a "truncated" store (1 job in 330 of a 2-worker sweep, measured).
+            # a lock-free look in between saw a "truncated" store (1-3 jobs of a 1,000-job 2-worker sweep, measured).
             con.execute("begin")
             try:
                 con.execute("pragma schema_version").fetchone()  # the read lock, held until the transaction ends
