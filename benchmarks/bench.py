@@ -794,17 +794,35 @@ def main(argv: list[str] | None = None) -> int:
     for s in sections:
         if s not in runners:
             ap.error(f"unknown section {s!r}; valid: {', '.join(runners)}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    failed = []
+    for s in sections:
         t0 = time.perf_counter()
         print(f"[bench] {s} ...", file=sys.stderr, flush=True)
-        res[s] = runners[s]()
+        try:
+            res[s] = runners[s]()
+        except Exception as exc:  # noqa: BLE001 - one broken section must not lose the minutes the others took
+            failed.append(s)
+            res[s] = {"error": f"{type(exc).__name__}: {exc}"}
+            print(f"[bench] {s} FAILED: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         res[s]["section_wall_s"] = time.perf_counter() - t0
+        _write(out, res)  # after every section: an interrupted or failing run keeps what it measured
     res["machine"]["load_avg_end"] = os.getloadavg()
-    text = table(res)
-    print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(res, indent=2, default=float) + "\n")
+    _write(out, res)
+    print(table({k: v for k, v in res.items() if not (isinstance(v, dict) and "error" in v)}))
     print(f"\n(wrote {args.out})", file=sys.stderr)
+    if failed:
+        print(f"[bench] failed sections: {', '.join(failed)} (their errors are in {args.out})", file=sys.stderr)
+        return 1
     return 0
+
+
+def _write(out: Path, res: dict[str, Any]) -> None:
+    """Write the results so far, atomically (a reader, or a later interrupt, never sees half a file)."""
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(res, indent=2, default=float) + "\n")
+    os.replace(tmp, out)
 
 
 if __name__ == "__main__":

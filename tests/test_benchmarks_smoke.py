@@ -33,6 +33,23 @@ def test_quick_public_api_runs_fresh_children_with_and_without_mallopt(tmp_path:
     assert set(v["mallopt_gain"]) == {"1", "8"}
 
 
+def test_a_failing_section_keeps_the_others(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """A section that raises (a sweep with a failed job, say) is recorded with its error, the sections before and
+    after it keep their results, and the exit code says something failed (before: minutes of results were lost)."""
+    def broken() -> dict[str, Any]:
+        raise RuntimeError("a sweep exited 1")
+
+    monkeypatch.setattr(bench, "bench_memory", broken)
+    out = tmp_path / "r.json"
+    assert bench.main(["--quick", "--only", "memory,core", "--out", str(out)]) == 1
+    res = json.loads(out.read_text())
+    assert res["memory"]["error"] == "RuntimeError: a sweep exited 1"
+    assert res["core"]["nnlab_fit_vs_plain"] > 0
+    captured = capsys.readouterr()
+    assert "plain NumPy loop" in captured.out and "failed sections: memory" in captured.err
+
+
 def test_plain_loop_is_the_same_maths_as_nnlab() -> None:
     """The baseline must compute what nnlab computes, else the ratio compares different work."""
     from src.nn import MLP, optimizers
