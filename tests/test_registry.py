@@ -61,3 +61,26 @@ def test_the_cli_lists_studies_and_refuses_a_grid() -> None:
     out = subprocess.run([sys.executable, "-m", "src.studies", "--help"], cwd=ROOT, capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0 and "python -m src.studies toys --out results/toys" in out.stdout
+
+
+@pytest.mark.parametrize("preset, packs", [("default", 8), ("s6_bn", 2)])
+def test_joblib_presets_start_one_worker_per_pack_at_most_one_per_core(compose, monkeypatch: pytest.MonkeyPatch,
+                                                                       preset: str, packs: int) -> None:
+    """The presets that launch their packs with joblib ask for min(cores, packs) workers: joblib's own -1 starts one
+    worker per core at once, whatever the number of tasks (56 idle workers for 8 packs on 64 cores)."""
+    import joblib
+
+    cfg = compose([f"experiment={preset}"])
+    assert cfg.hydra.launcher._target_.endswith("JoblibLauncher")
+    assert cfg.hydra.launcher.n_jobs == min(joblib.cpu_count(), packs)
+    monkeypatch.setattr(joblib, "cpu_count", lambda: 64)
+    assert cfg.hydra.launcher.n_jobs == packs  # resolved when read, on the machine that launches
+    monkeypatch.setattr(joblib, "cpu_count", lambda: 1)
+    assert cfg.hydra.launcher.n_jobs == 1
+
+
+def test_a_bad_worker_cap_names_the_value() -> None:
+    from src.lab.config import cores
+
+    with pytest.raises(ValueError, match="nnlab.cores needs a count >= 1, got 0"):
+        cores(0)

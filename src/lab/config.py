@@ -222,13 +222,29 @@ def schedule_kwargs(sched_cfg: Any) -> dict[str, Any]:
 
 
 
+def cores(most: int | str) -> int:
+    """`${nnlab.cores:N}`: this machine's usable cores (joblib's count: affinity and cgroup quotas), at most N.
+
+    Why: a preset that launches its packs with joblib sets `hydra.launcher.n_jobs` to this, its pack count: joblib's
+    own `-1` starts one worker per core, every one of them at once (measured: 16 processes for 2 tasks at
+    n_jobs=16), which on a 64-core machine would be 56 idle workers for the default grid's 8 packs."""
+    from joblib import cpu_count
+
+    n = int(most)
+    if n < 1:
+        raise ValueError(f"nnlab.cores needs a count >= 1, got {most!r}")
+    return max(1, min(cpu_count(), n))
+
+
 def register() -> None:
     """Put the schema in Hydra's ConfigStore under `nnlab_schema` (`conf/config.yaml` extends it), and the
-    resolver `${nnlab.study:}` that conf/config.yaml derives the study from the preset's name with."""
+    resolvers: `${nnlab.study:}` (the study, from the preset's name), `${nnlab.cores:N}` (a launcher's workers)."""
     ConfigStore.instance().store(name="nnlab_schema", node=Config)
     for name, fn in (("nnlab.study", _study),):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
+    if not OmegaConf.has_resolver("nnlab.cores"):
+        OmegaConf.register_new_resolver("nnlab.cores", cores)
     if not OmegaConf.has_resolver("nnlab.launch"):
         # Cached like Hydra's own ${now:...}: resolved once in the launching process, and Hydra copies the cache
         # into every job's config, so all jobs of a sweep agree on its folder.
