@@ -144,7 +144,11 @@ def test_output_folders_and_hydras_job_node(data_dir: Path, tmp_path: Path) -> N
     """A single run's folder may use `${hydra:job.name}` (Hydra resolves it with the job's node): the pre-flight
     raised "HydraConfig was not set" with a traceback. A sweep's folder cannot (Hydra names it before any job
     exists and fails with that traceback): one line saying so; so is an interpolation that resolves nowhere."""
+    from hydra.core.hydra_config import HydraConfig
+
+    before = HydraConfig.instance().cfg
     assert check(["hydra.run.dir=" + str(tmp_path) + "/${hydra:job.name}", f"data.dir={data_dir}"]) == 1
+    assert HydraConfig.instance().cfg is before, "the caller's Hydra node is left as it was (a later job reads it)"
     msg = _one_line_error(["-m", "train.seed=0,1", f"hydra.sweep.dir={tmp_path}/" + "${hydra:job.override_dirname}",
                            f"data.dir={data_dir}"])
     assert "hydra.sweep.dir=" in msg and "hydra.sweep.subdir" in msg
@@ -364,3 +368,11 @@ def test_property_runs_or_fails_in_one_line(ovs: list[str], data_dir: Path, tmp_
     rec = json.loads((out / "result.json").read_text())
     event(f"ran: {rec['status']}")
     assert rec["status"] in ("finished", "diverged"), (ovs, rec)
+
+
+def test_course_draws_only_for_the_inits_the_course_can_reproduce(data_dir: Path) -> None:
+    """`init.course=true` with an init that is not `randn * scale` (orthogonal, uniform, ...) passed the pre-flight
+    and then failed every job with a ValueError (found by the property test): now one line before any work."""
+    msg = _one_line_error(["init=orthogonal", "init.course=true", f"data.dir={data_dir}"])
+    assert "init.name='orthogonal'" in msg and "he_normal" in msg and "init.course=false" in msg
+    assert check(["init=he", "init.course=true", "tune.enabled=false", f"data.dir={data_dir}"]) == 1

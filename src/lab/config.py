@@ -330,6 +330,9 @@ def validate(cfg: DictConfig | Config) -> None:
     if not 0.0 <= c.model.bn_momentum < 1.0:
         raise _bad("model.bn_momentum", c.model.bn_momentum, "a number in [0, 1)")
     _choice("init.name", c.init.name, initializers.NAMES)
+    if c.init.course and c.init.name not in initializers.COURSE_INITS:  # else every job fails after the launch
+        raise _bad("init.name", c.init.name, f"with init.course=true, one of {', '.join(initializers.COURSE_INITS)} "
+                   "(the course draws randn * scale; or init.course=false)")
     _choice("optimizer.name", c.optimizer.name, optimizers.NAMES)
     _choice("schedule.name", c.schedule.name, schedules.NAMES)
     t = c.train

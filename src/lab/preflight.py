@@ -219,8 +219,9 @@ def _check_hydra(cfg: Any, multirun: bool) -> None:
             raise PreflightError(f"hydra.launcher.n_jobs={n_jobs!r} is invalid; valid: an integer >= 1 (workers), "
                                  f"or -1 .. -{cpus} (all CPUs, all but one, ...)")
     from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
 
-    sweep_dir = str(cfg.hydra.sweep._get_node("dir")._value())
+    sweep_dir = str(OmegaConf.to_container(cfg.hydra.sweep, resolve=False).get("dir"))  # as written, unresolved
     if multirun and "${hydra:" in sweep_dir:
         raise PreflightError(f"hydra.sweep.dir={sweep_dir}: Hydra names the sweep folder before any job exists, so "
                              "it cannot use ${hydra:...} (Hydra fails with 'HydraConfig was not set'); each job's own "

@@ -710,9 +710,9 @@ def _check_sqlite_file(uri: str, p: Path, timeout: float, deep: bool) -> None:
     try:
         con = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout, isolation_level=None)
         try:
-            # The header and the size are read under a read lock: a writer in another process commits its pages
-            # (the header's page count first, then the pages that extend the file) under an exclusive lock, and
-            # a lock-free look in between saw a "truncated" store (1-3 jobs of a 1,000-job 2-worker sweep, measured).
+            # The header and the size are read under a read lock: a writer in another process writes its pages
+            # (the header's page count among them) under an exclusive lock, and a lock-free look at the header and
+            # the size in between saw a "truncated" store (1-3 jobs of a 1,000-job 2-worker sweep, measured).
             con.execute("begin")
             try:
                 con.execute("pragma schema_version").fetchone()  # the read lock, held until the transaction ends

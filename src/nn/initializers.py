@@ -52,7 +52,7 @@ _DEFAULTS: dict[str, dict[str, float]] = {
 }
 
 # The inits whose draws are `randn * std` (+ mean): the only ones the course layout can reproduce.
-_COURSE_OK = ("zeros", "normal", "xavier_normal", "he_normal", "lecun_normal")
+COURSE_INITS: tuple[str, ...] = ("zeros", "normal", "xavier_normal", "he_normal", "lecun_normal")
 
 
 def _check_name(name: str) -> None:
@@ -267,8 +267,8 @@ def course_params(sizes: list[int], name: str, seed: int = 3, **kwargs: Any) -> 
     Returns {"W1": (n0, n1), "b1": (n1,), ...}.
     """
     _check_name(name)
-    if name not in _COURSE_OK:
-        raise ValueError(f"course_params supports only {', '.join(_COURSE_OK)}; got {name!r}")
+    if name not in COURSE_INITS:
+        raise ValueError(f"course_params supports only {', '.join(COURSE_INITS)}; got {name!r}")
     kw = _resolve(name, kwargs)
     if len(sizes) < 2:
         raise ValueError(f"sizes needs at least an input and an output width, got {sizes}")
