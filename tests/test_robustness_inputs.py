@@ -376,3 +376,10 @@ def test_course_draws_only_for_the_inits_the_course_can_reproduce(data_dir: Path
     msg = _one_line_error(["init=orthogonal", "init.course=true", f"data.dir={data_dir}"])
     assert "init.name='orthogonal'" in msg and "he_normal" in msg and "init.course=false" in msg
     assert check(["init=he", "init.course=true", "tune.enabled=false", f"data.dir={data_dir}"]) == 1
+
+
+def test_a_library_check_names_the_config_keys(data_dir: Path) -> None:
+    """The optimizer's own check speaks of `Nesterov` and `momentum`; the user typed `optimizer.nesterov=true`
+    (found by the property test): the line starts with the group and the keys set in it."""
+    msg = _one_line_error(["optimizer=sgd", "optimizer.nesterov=true", f"data.dir={data_dir}"])
+    assert msg.startswith("optimizer=sgd (optimizer.nesterov=True): ") and "momentum > 0" in msg, msg

@@ -368,17 +368,19 @@ def validate(cfg: DictConfig | Config) -> None:
     for name in c.tracking.figures:
         _choice("tracking.figures", name, tuple(FIGURES))
     _validate_tune(c)
-    # The libraries' own checks of kwargs (unknown names, ranges) also give one-line ValueErrors.
-
-    for build in (
-        lambda: initializers.get(c.init.name, **init_kwargs(c.init)),
-        lambda: optimizers.get(c.optimizer.name, lr=t.lr, **optimizer_kwargs(c.optimizer)),
-        lambda: schedules.get(c.schedule.name, **schedule_kwargs(c.schedule)),
+    # The libraries' own checks of kwargs (unknown names, ranges, combinations) also give one-line ValueErrors,
+    # in the library's words (`momentum`, `Nesterov`): prefixed with the config keys they came from.
+    for group, name, kwargs, build in (
+        ("init", c.init.name, init_kwargs(c.init), lambda kw: initializers.get(c.init.name, **kw)),
+        ("optimizer", c.optimizer.name, optimizer_kwargs(c.optimizer),
+         lambda kw: optimizers.get(c.optimizer.name, lr=t.lr, **kw)),
+        ("schedule", c.schedule.name, schedule_kwargs(c.schedule), lambda kw: schedules.get(c.schedule.name, **kw)),
     ):
         try:
-            build()
+            build(kwargs)
         except (ValueError, TypeError) as exc:
-            raise ConfigError(str(exc).splitlines()[0]) from exc
+            keys = ", ".join(f"{group}.{k}={v!r}" for k, v in kwargs.items())
+            raise ConfigError(f"{group}={name}{f' ({keys})' if keys else ''}: {str(exc).splitlines()[0]}") from exc
 
 
 def _plain(node: Any) -> Any:
