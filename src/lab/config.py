@@ -233,18 +233,16 @@ def cores(most: int | str) -> int:
     n = int(most)
     if n < 1:
         raise ValueError(f"nnlab.cores needs a count >= 1, got {most!r}")
-    return max(1, min(cpu_count(), n))
+    return min(cpu_count(), n)
 
 
 def register() -> None:
     """Put the schema in Hydra's ConfigStore under `nnlab_schema` (`conf/config.yaml` extends it), and the
     resolvers: `${nnlab.study:}` (the study, from the preset's name), `${nnlab.cores:N}` (a launcher's workers)."""
     ConfigStore.instance().store(name="nnlab_schema", node=Config)
-    for name, fn in (("nnlab.study", _study),):
+    for name, fn in (("nnlab.study", _study), ("nnlab.cores", cores)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
-    if not OmegaConf.has_resolver("nnlab.cores"):
-        OmegaConf.register_new_resolver("nnlab.cores", cores)
     if not OmegaConf.has_resolver("nnlab.launch"):
         # Cached like Hydra's own ${now:...}: resolved once in the launching process, and Hydra copies the cache
         # into every job's config, so all jobs of a sweep agree on its folder.

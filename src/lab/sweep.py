@@ -43,7 +43,7 @@ from src.lab.tracking import (
 )
 
 WORKER_GRACE_S = 30.0  # how long an interrupted launcher waits for its workers to record their runs KILLED
-_END_LOCK = threading.Lock()  # module-level: joblib pickles the callback object to its workers, a lock cannot be
+_END_LOCK = threading.Lock()  # module-level: joblib pickles the callback to its workers; a lock cannot be pickled
 OUTCOME: dict[str, int] = {}  # the last sweep of this process: {"jobs": n, "failed": k} (src.train's exit code)
 
 
