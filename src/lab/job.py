@@ -167,7 +167,8 @@ def _run(cfg: DictConfig, ctx: JobContext, cfg_dict: dict[str, Any], chash: str,
             if cfg.get("resume", False) and _already_done(tracker, rec, ctx):
                 return float(rec["metrics"].get("val_loss", float("nan")))
         if tracker is not None:
-            run_id = rec["run_id"] = _start_run(tracker, cfg, chash, ds, rec, ctx)
+            with tracker.held():  # an interrupt now is acted on once the record knows the run (see Tracker.held)
+                run_id = rec["run_id"] = _start_run(tracker, cfg, chash, ds, rec, ctx)
             tracker.log_params(run_id, flatten(cfg_dict))
         rec["metrics"], rec["status"] = _train_and_log(cfg, cfg_dict, ds, tracker, run_id, ctx.out_dir, trained)
         if tracker is not None and run_id is not None:

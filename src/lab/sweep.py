@@ -94,13 +94,16 @@ class SweepCallback(Callback):
             ended = self.tracker.end_orphaned_runs()
             if ended:
                 print(f"nnlab: ended {ended} orphaned RUNNING run(s) of dead processes as KILLED", flush=True)
-            self.parent_id = self.tracker.start_run(
-                f"sweep {sweep_dir.name}",
-                {"nnlab.study": config.study, "nnlab.sweep_dir": str(sweep_dir),
-                 "nnlab.git_commit": records.git_commit(ROOT), "nnlab.status": "running",
-                 "nnlab.sweep_overrides": " ".join(config.hydra.overrides.task)[:5000],
-                 **({"nnlab.dvc_experiment": os.environ["DVC_EXP_NAME"]} if os.environ.get("DVC_EXP_NAME") else {})},
-            )
+            with self.tracker.held():  # an interrupt now is acted on once the run is ours to end (Tracker.held)
+                self.parent_id = self.tracker.start_run(
+                    f"sweep {sweep_dir.name}",
+                    {"nnlab.study": config.study, "nnlab.sweep_dir": str(sweep_dir),
+                     "nnlab.git_commit": records.git_commit(ROOT), "nnlab.status": "running",
+                     "nnlab.sweep_overrides": " ".join(config.hydra.overrides.task)[:5000],
+                     **({"nnlab.dvc_experiment": os.environ["DVC_EXP_NAME"]} if os.environ.get("DVC_EXP_NAME")
+                        else {})},
+                )
+                atexit.register(self._end_if_open, "KILLED")
             try:
                 self.tracker.log_params(self.parent_id, sweep_params(config))
             except Exception as exc:  # noqa: BLE001 - the parent's params are not worth losing the sweep's runs
@@ -111,7 +114,6 @@ class SweepCallback(Callback):
                                ) from exc
         atomic_write_text(sweep_dir / PARENT_FILE, self.parent_id)
         os.environ[PARENT_RUN_ENV] = self.parent_id
-        atexit.register(self._end_if_open, "KILLED")
 
     def _end_if_open(self, status: str, error: str | None = None) -> None:
         """End the parent run (and children left RUNNING, unless `status` is FINISHED) once: the first caller of

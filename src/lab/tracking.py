@@ -402,6 +402,13 @@ class Tracker:
         return exp.experiment_id
 
     # --- runs -----------------------------------------------------------------------------------
+    def held(self) -> contextlib.AbstractContextManager[None]:
+        """Hold Ctrl-C/SIGTERM across store calls whose results belong together, e.g. creating a run and keeping
+        its id: each call alone holds a signal only until it returns (:func:`_retry`), so an interrupt during
+        `create_run` was raised as the id came back and the run stayed RUNNING, nameless to its job. Local stores
+        only, as in :func:`_retry` (a server's call may wait out its HTTP retries)."""
+        return signals.deferred(active=not self.uri.startswith(("http://", "https://")))
+
     def start_run(self, name: str, tags: Mapping[str, str] | None = None, parent_id: str | None = None) -> str:
         """A new RUNNING run with MLflow's source tags (:func:`source_tags`), `tags`, its parent if any, and the
         process that owns it (host, pid, its start time): a later launch ends it KILLED if that process died without
@@ -540,16 +547,21 @@ def log_folder_run(experiment: str, name: str, folder: Path, params: Mapping[str
     tags = {"nnlab.study": experiment, "nnlab.status": "finished" if ok else "failed"}
     if os.environ.get("DVC_EXP_NAME"):
         tags["nnlab.dvc_experiment"] = os.environ["DVC_EXP_NAME"]
-    run_id = tracker.start_run(name, tags)
+    run_id = None
     try:
+        with tracker.held():
+            run_id = tracker.start_run(name, tags)
         tracker.log_params(run_id, params)
         numbers = {k: float(v) for k, v in metrics.items()
                    if isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)}
         tracker.log_metrics(run_id, numbers)
         tracker.log_artifacts(run_id, folder)
-    except BaseException:
-        with contextlib.suppress(Exception):
-            tracker.end_run(run_id, "FAILED")
+    except BaseException as exc:
+        if run_id is not None:
+            status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+            with contextlib.suppress(Exception):
+                tracker.set_tags(run_id, {"nnlab.status": status.lower()})
+                tracker.end_run(run_id, status)
         raise
     tracker.end_run(run_id, "FINISHED" if ok else "FAILED")
     return tracker, run_id
