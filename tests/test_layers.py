@@ -231,3 +231,51 @@ def test_workspace_reuses_arrays_and_gives_the_fresh_numbers():
         if k not in ("a_identity", "dz_identity"):  # identity returns its input
             assert v is first[k], k  # the same memory, written again
             assert v is not fresh[k]
+
+
+@pytest.mark.parametrize("shape", [(32, 300, 10), (32, 300, 5), (8, 397, 10), (2, 7, 3), (300, 10), (4, 256, 1),
+                                   (3, 2, 64, 130)])
+def test_add_bias_is_the_broadcast_add_bit_for_bit(shape):
+    """The grouped-rows add (k rows as one row of k·d values, the bias tiled k times) gives exactly the floats of
+    ``z + b[..., None, :]``, whatever m's divisors (397 is prime), for small arrays (the plain path) and with
+    extra leading axes; it writes into z itself."""
+    from src.nn.layers import _rows_per_group, add_bias
+
+    g = rng(7)
+    z = g.standard_normal(shape) * 1e3
+    b = g.standard_normal(shape[:-2] + shape[-1:])
+    want = z + b[..., None, :]
+    got = add_bias(z, b)
+    assert got is z and np.array_equal(got, want)
+    m, d = shape[-2:]
+    k = _rows_per_group(m, d)
+    assert m % k == 0 and (k == 1 or k * d <= 128)
+
+
+def test_add_bias_on_a_strided_array_writes_through():
+    """A non-contiguous z (a slice of a larger array) cannot be regrouped as a view: the plain add, in place."""
+    from src.nn.layers import add_bias
+
+    g = rng(8)
+    big = g.standard_normal((32, 300, 20))
+    z, b = big[..., :10], g.standard_normal((32, 10))
+    want = z + b[:, None, :]
+    add_bias(z, b)
+    assert np.array_equal(big[..., :10], want)
+
+
+def test_relu_against_kept_zeros_is_max_with_zero_and_never_writes_them():
+    """ReLU as ``maximum(z, zeros)`` (SIMD in NumPy 2, the scalar form is not) is ``maximum(z, 0.0)`` element for
+    element: NaN stays NaN, ±inf and -0.0 as before; the kept zeros stay zero through forward and backward."""
+    from src.nn.workspace import Workspace
+
+    z = np.array([[[np.nan, -np.inf, np.inf, -0.0, 0.0, -1e-300, 1e-300, -3.0, 2.5]]])
+    ws = Workspace()
+    for _ in range(2):  # the second call writes into the kept arrays
+        a, cache = activation_forward("relu", z, ws=ws)
+        activation_backward("relu", np.ones_like(z), cache, ws=ws)
+        with np.errstate(invalid="ignore"):
+            want = np.maximum(z, 0.0)
+        assert np.array_equal(a, want, equal_nan=True)
+        assert np.array_equal(np.signbit(a), np.signbit(want))
+        assert not ws["zeros"].any()

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .layers import exp_neg_abs, sigmoid_from_exp
+from .layers import exp_neg_abs, sigmoid_from_exp, zeros_like_kept
 from .workspace import FRESH, Workspace
 
 
@@ -55,7 +55,7 @@ def _bce(z: np.ndarray, y: np.ndarray, ws: Workspace) -> tuple[np.ndarray, np.nd
     R, m = zz.shape
     yy = _labels(y, R, m).astype(zz.dtype, copy=False)
     e = ws.keep("e", exp_neg_abs(zz, ws.get("e")))
-    per = ws.keep("per", np.maximum(zz, 0.0, out=ws.get("per")))
+    per = ws.keep("per", np.maximum(zz, zeros_like_kept(zz, ws), out=ws.get("per")))  # see zeros_like_kept
     tmp = ws.keep("tmp", np.multiply(zz, yy, out=ws.get("tmp")))
     per -= tmp
     per += np.log1p(e, out=tmp)
