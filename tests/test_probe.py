@@ -88,3 +88,17 @@ def test_help_is_fast() -> None:
     out = subprocess.run([sys.executable, "-m", "src.studies", "s2_activations", "--help"], cwd=ROOT,
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and "--out" in out.stdout
+
+
+@pytest.mark.parametrize("act,init", [("tanh", "xavier_normal"), ("relu", "he_normal"), ("sigmoid", "normal")])
+def test_activation_stats_from_the_gradient_pass_are_the_probes(act, init):
+    """With grads, the activation statistics come from `loss_and_grads`' own forward pass (no second forward):
+    for these plain nets it is the eval-mode pass `probe` makes, so every statistic is the same float."""
+    with_grads = probe.measure(act, 4, 50, init, {}, replicas=3, samples=120, grads=True)
+    probe_only = probe.measure(act, 4, 50, init, {}, replicas=3, samples=120, grads=False)
+    for layer, stats in probe_only["stats"].items():
+        for key, value in stats.items():
+            assert np.array_equal(with_grads["stats"][layer][key], value), (layer, key)
+        assert set(with_grads["stats"][layer]) == set(stats) | {"grad_norm", "dz_norm"}
+    for a, b in zip(with_grads["taps"], probe_only["taps"], strict=True):
+        assert np.array_equal(a["a"], b["a"]) and np.array_equal(a["z"], b["z"])
