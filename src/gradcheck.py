@@ -57,4 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from src.shutdown import skip_final_collections
+
+    skip_final_collections()
     sys.exit(main())

@@ -52,8 +52,10 @@ def cli(argv: list[str] | None = None) -> None:
     from src.lab import sweep
     from src.lab.preflight import preflight
     from src.lab.tracking import describe_studies_with
+    from src.shutdown import skip_final_collections
     from src.studies import description
 
+    skip_final_collections()
     preflight(sys.argv[1:] if argv is None else argv)
     describe_studies_with(description)  # a study's claims become its MLflow experiment's description
     try:

@@ -3,5 +3,7 @@
 import sys
 
 from src.report.build import main
+from src.shutdown import skip_final_collections
 
+skip_final_collections()
 sys.exit(main())

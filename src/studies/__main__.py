@@ -86,4 +86,7 @@ def _options(argv: list[str]) -> dict[str, str]:
 
 
 if __name__ == "__main__":
+    from src.shutdown import skip_final_collections
+
+    skip_final_collections()
     sys.exit(main())
