@@ -30,7 +30,9 @@ def _collect_flush_freeze() -> None:
 
 
 def skip_final_collections() -> None:
-    """Register the exit hook. Called first thing in a CLI, it runs last of the exit handlers (they run in reverse
-    order of registration): after the sweep's and MLflow's own, which may still make garbage or write files."""
+    """Register the exit hook. Exit handlers run in reverse order of registration: called at a CLI's start, the
+    hook runs after every handler registered later (the sweep's, which ends its MLflow run), and before those
+    registered while modules were imported (logging's flush, weakref finalizers), which do their own cleanup
+    explicitly and are not affected by the freeze."""
     atexit.unregister(_collect_flush_freeze)  # at most once, whoever calls it again
     atexit.register(_collect_flush_freeze)
