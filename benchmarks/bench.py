@@ -820,9 +820,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _write(out: Path, res: dict[str, Any]) -> None:
     """Write the results so far, atomically (a reader, or a later interrupt, never sees half a file)."""
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(res, indent=2, default=float) + "\n")
-    os.replace(tmp, out)
+    from src.files import atomic_write_text
+
+    atomic_write_text(out, json.dumps(res, indent=2, default=float) + "\n")
 
 
 if __name__ == "__main__":

@@ -44,17 +44,15 @@ def add_bias(z: np.ndarray, b: np.ndarray) -> np.ndarray:
     tiled k times is the same sums (each element gets its own bias once) with loops k times longer: 2-4x faster
     on (32, 300, 10) (benchmarks/bench.py "public_api"). Small arrays keep the plain add (the tiling costs more
     than it saves there)."""
-    if z.size < _GROUPED_BIAS_MIN:  # first, and alone: a one-replica step makes this call three times
-        z += b[..., None, :]
-        return z
-    m, d = z.shape[-2:]
-    k = _rows_per_group(m, d)
-    if k == 1 or not z.flags.c_contiguous:
-        z += b[..., None, :]
-        return z
-    lead = z.shape[:-2]
-    grouped = z.reshape(*lead, m // k, k * d)  # a view: z is C-contiguous
-    grouped += np.broadcast_to(b[..., None, :], (*lead, k, d)).reshape(*lead, 1, k * d)  # b, k times per row
+    if z.size >= _GROUPED_BIAS_MIN and z.flags.c_contiguous:  # the size first: a one-replica step calls this 3x
+        m, d = z.shape[-2:]
+        k = _rows_per_group(m, d)
+        if k > 1:
+            lead = z.shape[:-2]
+            grouped = z.reshape(*lead, m // k, k * d)  # a view: z is C-contiguous
+            grouped += np.broadcast_to(b[..., None, :], (*lead, k, d)).reshape(*lead, 1, k * d)  # b, k times a row
+            return z
+    z += b[..., None, :]
     return z
 
 
