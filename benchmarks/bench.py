@@ -1,7 +1,7 @@
 """nnlab's speed benchmarks: every figure is a RATIO against a baseline measured in the same run.
 
-    python -m benchmarks.bench                      # sections core, replicas, public_api, vectorize, overhead, memory,
-                                                    # tracking
+    python -m benchmarks.bench                      # sections core, replicas, public_api, minibatch, vectorize,
+                                                    # overhead, memory, tracking, tuning
     python -m benchmarks.bench --only public_api --ab-ref <commit>   # + the same children against an older src/
     python -m benchmarks.bench --dvc                # + the default `dvc repro` in a scratch copy (minutes)
     python -m benchmarks.bench --quick              # seconds: tiny sizes, to check the script works
@@ -22,6 +22,8 @@ Sections (README "Speed"):
   public_api the same through the public src.nn API alone (MLP + optimizers.get, loss_and_grads + update) in fresh
              processes that never tune glibc's malloc, alternated with ones that do (mallopt): full batch and
              mini-batches of 64, float64 and float32 (issue 11 goal 1: R=32 >= 3.5x cheaper per model than R=1).
+  minibatch  a packed mini-batch fit shaped like s3_optim's tuning fits (R=24, batches of 64) through loop.fit, vs the
+             same fit with its batches gathered by fancy indexing X[idx] (the baseline), and the batches alone.
   vectorize  the default grid (conf/experiment/default.yaml) as 48 Hydra jobs (`hydra/sweeper=basic`) vs packed by
              `hydra/sweeper=vectorized`, the default (one job per group of configs differing only in per-replica
              scalars).
@@ -234,6 +236,53 @@ def bench_replicas(iters: int, rounds: int, Rs: tuple[int, ...] = (1, 8, 32, 128
     return out
 
 
+def _fancy_batches(ds: Any, net: Any, cfg: Any, epoch: int, rngs: list[np.random.Generator]) -> Any:
+    """`loop._batches`' per-replica random shuffling as it was before np.take: the rows gathered by `X[idx]`."""
+    X, y, m, bs = ds.X_train, ds.y_train, ds.X_train.shape[0], cfg.batch_size
+    perms = np.stack([rng.permutation(m) for rng in rngs])
+    for s in range(0, m, bs):
+        idx = perms[:, s:s + bs]
+        yield X[idx], y[idx]
+
+
+def bench_minibatch(epochs: int, rounds: int, replicas: int = 24) -> dict[str, Any]:
+    """A packed mini-batch fit shaped like one of s3_optim's tuning fits (moons, the `tiny` net [2,5,2,1] ReLU,
+    batches of 64, R = 8 lrs x 3 seeds, SGD) through `loop.fit`, alternated with the same fit whose batches are
+    gathered by fancy indexing (`X[idx]`, the baseline: how `loop._batches` gathered them before `np.take`), and
+    the batches alone (drawing the per-replica permutations and gathering, no training). Same floats either way
+    (tests/test_loop.py)."""
+    _limit_blas()
+    from src import data
+    from src.lab import loop
+    from src.nn import MLP, optimizers, schedules
+
+    ds = data.make("moons")
+    cfg = loop.LoopConfig(epochs=epochs, batch_size=64, log_every=10)
+
+    def run() -> Any:
+        net = MLP([2, 5, 2, 1], activation="relu", init="he_normal", replicas=replicas, seed=0)
+        return loop.fit(net, optimizers.get("sgd", lr=0.01), schedules.get("constant"), ds, cfg)
+
+    def fancy() -> Any:
+        saved, loop._batches = loop._batches, _fancy_batches
+        try:
+            return run()
+        finally:
+            loop._batches = saved
+
+    def draw_only() -> None:
+        rngs = [np.random.default_rng(r) for r in range(replicas)]
+        for e in range(epochs):
+            for _ in loop._batches(ds, None, cfg, e, rngs):  # type: ignore[arg-type]
+                pass
+
+    med = interleaved({"fit_take": run, "fit_fancy_index": fancy, "batches_only": draw_only}, rounds)
+    cpu = {k: v["cpu"] for k, v in med.items()}
+    return {"epochs": epochs, "rounds": rounds, "replicas": replicas, "train_rows": int(ds.X_train.shape[0]),
+            "cpu_s": cpu, "fancy_index_vs_take": cpu["fit_fancy_index"] / cpu["fit_take"],
+            "batches_share_of_fit": cpu["batches_only"] / cpu["fit_take"]}
+
+
 # One training job through the public src.nn API only (MLP + optimizers.get + loss_and_grads/update), run in a FRESH
 # interpreter so that nothing (loop.fit, another benchmark) has tuned glibc's allocator in it: what a notebook,
 # macOS or musl user gets. argv[1] is a JSON dict: Rs, model_iters (per case: R x steps), rounds, mallopt,
@@ -426,17 +475,23 @@ def bench_overhead(n_jobs: int, rounds: int) -> dict[str, Any]:
     """Per-job overhead of a multirun with MLflow tracking: (T(n+1 jobs) - T(1 job)) / n, jobs of 1 epoch.
 
     The difference removes the process start, imports and store creation, i.e. it is the cost of a job once
-    the worker is warm. Measured one job per config (`hydra/sweeper=basic`: a Hydra composition and launch per
-    job) with the basic launcher (jobs in the launching process) and joblib n_jobs=2 (loky workers), and with the
-    default sweeper, which packs the n+1 configs into one job (what a config then adds is its own MLflow run and
-    files); each with and without artifacts (the figures of `tracking.figures`, CSVs, weights)."""
+    the worker is warm. Measured one job per config with the default sweeper (`hydra.sweeper.max_replicas=1`:
+    what each job costs when configs do not pack, e.g. different optimizers; the launcher composes each job once)
+    and with Hydra's basic sweeper (`hydra/sweeper=basic`, which composes each job twice: to validate the batch,
+    then to launch it), with the basic launcher (jobs in the launching process) and joblib n_jobs=2 (loky
+    workers); and with the default sweeper packing the n+1 configs into one job (what a config then adds is its
+    own MLflow run and files); each with and without artifacts (the figures of `tracking.figures`, CSVs,
+    weights). The goal is the project's own per-job cost: the default sweeper, one job per config."""
     out: dict[str, Any] = {"n_jobs": n_jobs, "rounds": rounds}
     with tempfile.TemporaryDirectory(prefix="nnlab-bench-") as tmp:
         repo = _scratch_project(Path(tmp))
         seeds = ",".join(str(i) for i in range(n_jobs + 1))
         common = ["-m", "study=overhead", "data=moons", "train.epochs=1", "train.seeds=1", "train.progress=false"]
         basic = ["hydra/sweeper=basic"]
+        one = ["hydra.sweeper.max_replicas=1"]
         variants = {
+            "one_per_job": one,
+            "one_per_job_no_artifacts": [*one, "tracking.artifacts=false"],
             "basic": basic,
             "basic_no_artifacts": [*basic, "tracking.artifacts=false"],
             "joblib2": [*basic, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
@@ -455,9 +510,10 @@ def bench_overhead(n_jobs: int, rounds: int) -> dict[str, Any]:
         for k in variants:
             one, many = statistics.median(times[k]["one"]), statistics.median(times[k]["many"])
             out[k] = {"one_job_s": one, f"{n_jobs + 1}_jobs_s": many, "per_warm_job_s": (many - one) / n_jobs}
-    b = out["basic_no_artifacts"]["per_warm_job_s"]
-    out["goals"] = {"<= 0.2 s per warm job (basic, no artifacts)": b <= 0.2,
-                    "<= 0.4 s per warm job (basic, artifacts)": out["basic"]["per_warm_job_s"] <= 0.4}
+    out["goals"] = {
+        "<= 0.2 s per warm job (one job per config, no artifacts)":
+            out["one_per_job_no_artifacts"]["per_warm_job_s"] <= 0.2,
+        "<= 0.4 s per warm job (one job per config, artifacts)": out["one_per_job"]["per_warm_job_s"] <= 0.4}
     return out
 
 
@@ -697,12 +753,16 @@ def table(res: dict[str, Any]) -> str:
         if v:
             row(f"default grid{what}: 48 jobs / vectorized (packed) jobs", f"{v['speedup']:.1f}× faster "
                 f"({v['per_job_s']:.0f} s → {v['vectorized_s']:.0f} s)", "", None)
+    mb = res.get("minibatch")
+    if mb:
+        row(f"mini-batch fit (R={mb['replicas']}, batches of 64): batches gathered by X[idx] / by np.take",
+            f"{mb['fancy_index_vs_take']:.2f}× (the batches: {mb['batches_share_of_fit']:.0%} of the fit)", "", None)
     o = res.get("overhead")
     if o:
-        for k in ("basic_no_artifacts", "basic", "joblib2_no_artifacts", "joblib2", "vectorized_no_artifacts",
-                  "vectorized"):
+        for k in ("one_per_job_no_artifacts", "one_per_job", "basic_no_artifacts", "basic", "joblib2_no_artifacts",
+                  "joblib2", "vectorized_no_artifacts", "vectorized"):
             if k in o:
-                limit = {"basic_no_artifacts": 0.2, "basic": 0.4}.get(k)
+                limit = {"one_per_job_no_artifacts": 0.2, "one_per_job": 0.4}.get(k)
                 row(f"warm job overhead, {k}", f"{o[k]['per_warm_job_s']:.2f} s/job",
                     f"≤ {limit} s" if limit else "", o[k]["per_warm_job_s"] <= limit if limit else None)
     m = res.get("memory")
@@ -756,8 +816,9 @@ def _tracking() -> Any:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes: checks that the script works (seconds)")
-    ap.add_argument("--only", default="core,replicas,public_api,vectorize,overhead,memory,tracking,tuning",
-                    help="comma-separated sections (core, replicas, public_api, vectorize, vectorize_no_artifacts, "
+    ap.add_argument("--only", default="core,replicas,public_api,minibatch,vectorize,overhead,memory,tracking,tuning",
+                    help="comma-separated sections (core, replicas, public_api, minibatch, vectorize, "
+                         "vectorize_no_artifacts, "
                          "overhead, memory, tracking, tuning, bookkeeping, scale, dvc); bookkeeping, scale and "
                          "dvc take minutes and run only when named")
     ap.add_argument("--ab-ref", default=None, help="public_api: also run the src/ of this git ref (e.g. the commit "
@@ -776,6 +837,7 @@ def main(argv: list[str] | None = None) -> int:
     runners: dict[str, Callable[[], dict[str, Any]]] = {
         "core": lambda: bench_core(200 if q else 15000, 1 if q else 3),
         "replicas": lambda: bench_replicas(50 if q else 1000, 1 if q else 3, (1, 8) if q else (1, 8, 32, 128)),
+        "minibatch": lambda: bench_minibatch(2 if q else 60, 1 if q else 5),
         "public_api": lambda: bench_public_api(
             256 if q else 9600, 1 if q else 3, 1 if q else 3, (1, 8) if q else (1, 8, 32, 128),
             ((None, "float64"),) if q else ((None, "float64"), (64, "float64"), (None, "float32"), (64, "float32")),

@@ -117,6 +117,31 @@ def test_a_pack_of_one_is_the_unpacked_run(ds: data.Dataset) -> None:
         build_packed([cfg, cfg], ds)
 
 
+@pytest.mark.parametrize("shuffle", ["random", "course"])
+def test_each_replicas_minibatches_are_its_own_permutation_of_the_rows(ds: data.Dataset, shuffle: str) -> None:
+    """An epoch's mini-batches give each replica every training row once, in the order of its own generator's
+    permutation (`random`: what that replica alone would draw, so packing changes no number) or the course's
+    (`course`: `RandomState(10 + epoch)`, the same for all), in batches of batch_size with a partial last one."""
+    from src.lab.loop import LoopConfig, _batches
+
+    m, bs, epoch = ds.X_train.shape[0], 48, 3
+    seeds = (3, 7, 11)
+    rngs = [np.random.default_rng([s, 2]) for s in seeds]
+    batches = list(_batches(ds, None, LoopConfig(batch_size=bs, shuffle=shuffle), epoch, rngs))  # type: ignore[arg-type]
+    assert [b[0].shape[-2] for b in batches] == [bs] * (m // bs) + ([m % bs] if m % bs else [])
+    X = np.concatenate([b[0] for b in batches], axis=-2)
+    y = np.concatenate([b[1] for b in batches], axis=-1)
+    if shuffle == "course":
+        perm = np.random.RandomState(10 + epoch).permutation(m)
+        assert np.array_equal(X, ds.X_train[perm]) and np.array_equal(y, ds.y_train[perm])
+        return
+    assert X.shape == (len(seeds), *ds.X_train.shape)
+    for r, s in enumerate(seeds):
+        perm = np.random.default_rng([s, 2]).permutation(m)
+        assert np.array_equal(X[r], ds.X_train[perm]) and np.array_equal(y[r], ds.y_train[perm]), r
+    assert not np.array_equal(X[0], X[1])
+
+
 def test_loop_patience_per_replica(ds: data.Dataset) -> None:
     """inf patience = no early stopping for that replica (and no restoring of best weights)."""
     from src.lab.loop import LoopConfig

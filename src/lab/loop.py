@@ -78,7 +78,11 @@ def _batches(ds: Dataset, net: MLP, cfg: LoopConfig, epoch: int,
              rngs: list[np.random.Generator]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Mini-batches of one epoch. Full batch shares X across replicas (no copy); random shuffling is per
     replica (replica independence); `course` shuffling reproduces the course notebooks' permutation
-    (`np.random.seed(10 + epoch)`, the same for every replica)."""
+    (`np.random.seed(10 + epoch)`, the same for every replica).
+
+    The rows are gathered with `np.take(X, idx, axis=0)`, not `X[idx]`: the same rows, but NumPy's fancy indexing
+    goes through its general advanced-indexing machinery, 3-6x slower for these (R, batch) index arrays (a fifth
+    of a mini-batch fit's time, benchmarks/bench.py "minibatch")."""
     X, y = ds.X_train, ds.y_train
     m = X.shape[0]
     bs = cfg.batch_size
@@ -89,12 +93,12 @@ def _batches(ds: Dataset, net: MLP, cfg: LoopConfig, epoch: int,
         perm = np.random.RandomState(10 + epoch).permutation(m)
         for s in range(0, m, bs):
             idx = perm[s:s + bs]
-            yield X[idx], y[idx]
+            yield np.take(X, idx, axis=0), np.take(y, idx, axis=0)
         return
     perms = np.stack([rng.permutation(m) for rng in rngs])  # (R, m): one draw per replica per epoch
     for s in range(0, m, bs):
         idx = perms[:, s:s + bs]
-        yield X[idx], y[idx]
+        yield np.take(X, idx, axis=0), np.take(y, idx, axis=0)
 
 
 def _patience(value: int | np.ndarray | None, R: int) -> np.ndarray | None:
