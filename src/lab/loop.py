@@ -81,8 +81,8 @@ def _batches(ds: Dataset, net: MLP, cfg: LoopConfig, epoch: int,
     (`np.random.seed(10 + epoch)`, the same for every replica).
 
     The rows are gathered with `np.take(X, idx, axis=0)`, not `X[idx]`: the same rows, but NumPy's fancy indexing
-    goes through its general advanced-indexing machinery, 3-6x slower for these (R, batch) index arrays (a fifth
-    of a mini-batch fit's time, benchmarks/bench.py "minibatch")."""
+    of a whole row per index is 5-6x slower for these (R, batch) index arrays when rows are narrow (2 features:
+    moons, circles), 1.2x for 64 (digits); benchmarks/bench.py "minibatch" measures the fit."""
     X, y = ds.X_train, ds.y_train
     m = X.shape[0]
     bs = cfg.batch_size
