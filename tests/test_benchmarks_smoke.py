@@ -14,11 +14,12 @@ from benchmarks import bench
 
 def test_quick_core_and_replicas(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "r.json"
-    assert bench.main(["--quick", "--only", "core,replicas", "--out", str(out)]) == 0
+    assert bench.main(["--quick", "--only", "core,replicas,minibatch", "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     assert set(res["core"]["per_iteration"]) == {"plain_numpy", "nnlab_step", "nnlab_fit", "sklearn"}
     assert res["core"]["nnlab_fit_vs_plain"] > 0 and res["core"]["sklearn_vs_nnlab_fit"] > 0
     assert [r["R"] for r in res["replicas"]["rows"]] == [1, 8]
+    assert set(res["minibatch"]["cpu_s"]) == {"fit_take", "fit_fancy_index", "batches_only"}
     assert all(set(g) == {"goal", "measured", "met"} for g in res["core"]["goals"].values())
     table = capsys.readouterr().out
     assert "| figure | measured | goal | met |" in table and "plain NumPy loop" in table
@@ -48,6 +49,22 @@ def test_a_failing_section_keeps_the_others(tmp_path: Path, monkeypatch: pytest.
     assert res["core"]["nnlab_fit_vs_plain"] > 0
     captured = capsys.readouterr()
     assert "plain NumPy loop" in captured.out and "failed sections: memory" in captured.err
+
+
+def test_minibatch_baseline_gathers_the_loops_batches() -> None:
+    """The minibatch section's baseline (fancy indexing) must draw the batches `loop._batches` draws, else its
+    ratio compares different work."""
+    from src import data
+    from src.lab import loop
+
+    ds, cfg = data.make("moons", n_samples=150), loop.LoopConfig(batch_size=32)
+    for epoch in (1, 2):
+        ours = list(loop._batches(ds, None, cfg, epoch, [np.random.default_rng(s) for s in (0, 1, 2)]))  # type: ignore[arg-type]
+        base = list(bench._fancy_batches(ds, None, cfg, epoch, [np.random.default_rng(s) for s in (0, 1, 2)]))
+        assert len(ours) == len(base) == -(-ds.X_train.shape[0] // 32) > 1
+        for (xa, ya), (xb, yb) in zip(ours, base, strict=True):
+            assert xa.shape == xb.shape == (3, xa.shape[1], 2)
+            assert np.array_equal(xa, xb) and np.array_equal(ya, yb)
 
 
 def test_plain_loop_is_the_same_maths_as_nnlab() -> None:
