@@ -54,7 +54,7 @@ class Composer:
     def __init__(self, loader: Any, full: Callable[[list[str]], Any]) -> None:
         self.full = full
         self.parser = OverridesParser.create(config_loader=loader)
-        self.groups = _group_names(loader)
+        self.groups = _top_level_groups(loader)
         self._base: dict[tuple[str, ...], Any] = {}
 
     @classmethod
@@ -98,14 +98,15 @@ class Composer:
         return d
 
 
-def _group_names(loader: Any, parent: str = "") -> set[str]:
-    """Every config group of the search path (`init`, `hydra/launcher`, ...): an override of one is a choice."""
-    out: set[str] = set()
-    for name in loader.list_groups(parent):
-        path = f"{parent}/{name}" if parent else name
-        out.add(path)
-        out |= _group_names(loader, path)
-    return out
+def _top_level_groups(loader: Any) -> set[str]:
+    """The config groups at the top of the search path (`init`, `optimizer`, `hydra`, ...): an override of one
+    is a choice, not a value.
+
+    Only the top level: a nested group's override has a "/" in its key (`hydra/launcher=joblib`) and is treated
+    as a choice for that reason alone (a dotted key is always a value). One `list_groups` call (~10 ms); walking
+    every nested group took 17 calls and ~0.3 s, paid twice by every `python -m src.train -m` (the pre-flight's
+    Composer and the sweeper's)."""
+    return set(loader.list_groups(""))
 
 
 class VectorizedSweeper(BasicSweeper):
