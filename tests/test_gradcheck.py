@@ -3,8 +3,14 @@
 import numpy as np
 import pytest
 
-from src.nn import MLP
-from src.nn.gradcheck import check_layer, check_mlp, numerical_gradient, relative_error
+from src.nn import MLP, gradcheck
+from src.nn.gradcheck import (
+    check_layer,
+    check_mlp,
+    numerical_gradient,
+    numerical_gradient_per_replica,
+    relative_error,
+)
 from src.nn.layers import dense_backward, dense_forward
 
 
@@ -20,6 +26,26 @@ def test_numerical_gradient_of_an_array_valued_f_is_that_of_its_sum():
     x = np.array([1.0, 2.0, 3.0])
     num = numerical_gradient(lambda: x ** 2, x)
     np.testing.assert_allclose(num, 2 * x, rtol=1e-8)
+
+
+@pytest.mark.parametrize("copies", [1, 3])
+def test_numerical_gradient_per_replica_equals_one_entry_at_a_time(copies):
+    # R=2 replicas of a (3, 4) parameter, held `copies` times; loss r depends on its own row only
+    g = np.random.default_rng(4)
+    base = g.standard_normal((2, 3, 4))
+    x = np.concatenate([base] * copies)
+    w = g.standard_normal((3, 4))
+    f = lambda: np.sum(np.sin(x) * w, axis=(1, 2))  # noqa: E731 - per-row losses
+    before = x.copy()
+    num = numerical_gradient_per_replica(f, x, copies=copies)
+    assert np.array_equal(x, before)  # perturbed in place, restored bit for bit
+    assert num.shape == base.shape
+    assert relative_error(np.cos(base) * w, num) < 1e-8
+    one = base.copy()  # the textbook loop on the sum of the replicas' losses: the very same floats
+    ref = numerical_gradient(lambda: np.sum(np.sin(one) * w, axis=(1, 2)), one)
+    assert np.array_equal(num, ref)
+    with pytest.raises(ValueError, match="copies=4"):
+        numerical_gradient_per_replica(f, x, copies=4)
 
 
 def test_course_one_dimensional_example():
@@ -68,6 +94,29 @@ def test_check_mlp_catches_a_one_percent_error():
     errs = check_mlp(_BuggyMLP([3, 4, 1], activation="tanh", replicas=2, seed=0), X, y)
     assert errs["W1"] > 1e-3
     assert errs["W2"] < 1e-7
+
+
+class _OtherConstructor(_BuggyMLP):
+    """A subclass the check cannot rebuild with more replicas (its constructor takes other arguments)."""
+
+    def __init__(self, width, **kw):
+        super().__init__([3, width, 1], **kw)
+
+
+def test_check_mlp_over_many_copies_gives_the_numbers_of_one(monkeypatch):
+    g = np.random.default_rng(6)
+    X, y = g.standard_normal((5, 3)), g.integers(0, 3, 5)
+    net = MLP([3, 4, 3], activation="tanh", batchnorm=True, dropout=0.3, l2=np.array([0.1, 0.4]), replicas=2,
+              seed=1)
+    wide = check_mlp(net, X, y)
+    _, _, K = gradcheck._widened_loss(net, X, y, None)
+    assert K > 1  # the fast path is the one taken
+    monkeypatch.setattr(gradcheck, "WIDE_ELEMENTS", 1)  # one copy: each evaluation perturbs one entry
+    assert check_mlp(net, X, y) == wide
+    monkeypatch.undo()
+    # a net that cannot be copied is checked as itself, and a wrong gradient is still caught
+    errs = check_mlp(_OtherConstructor(4, activation="tanh", replicas=2, seed=0), X, y % 2)
+    assert errs["W1"] > 1e-3 and errs["W2"] < 1e-7
 
 
 def test_check_mlp_has_no_side_effects():

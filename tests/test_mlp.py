@@ -50,6 +50,20 @@ def test_mlp_gradcheck(activation, bn, drop, l2, n_out):
     assert max(errs.values()) < TOL, errs
 
 
+@pytest.mark.parametrize(("activation", "bn", "drop", "l2", "n_out"), CASES)
+def test_train_loss_is_the_loss_of_loss_and_grads(activation, bn, drop, l2, n_out):
+    # gradcheck differentiates train_loss: it must be the very floats loss_and_grads returns, with no side effect
+    X, y = data(classes=max(n_out, 2))
+    net = MLP([4, 5, 3, n_out], activation=activation, replicas=3, seed=1, batchnorm=bn, dropout=drop,
+              l2=np.array([0.0, l2, 2 * l2]), leaky_slope=0.1)
+    masks = None if drop == 0 else [np.random.default_rng(0).random((3, len(y), w)) >= drop for w in (5, 3)]
+    state = {k: v.copy() for k, v in net.state.items()}
+    loss = net.train_loss(X, y, dropout_mask=masks)
+    for k, v in state.items():
+        assert np.array_equal(net.state[k], v), k  # running statistics untouched
+    assert np.array_equal(loss, net.loss_and_grads(X, y, dropout_mask=masks)[0])
+
+
 def test_mlp_gradcheck_relu_away_from_kinks():
     X, y = data(m=6)
     net = MLP([4, 6, 4, 1], activation="relu", init="he_normal", replicas=3, seed=3, l2=0.1)

@@ -388,6 +388,22 @@ class MLP:
             return loss, grads, tap_list
         return loss, grads
 
+    def train_loss(self, X: np.ndarray, y: np.ndarray, *,
+                   dropout_mask: Sequence[np.ndarray] | None = None) -> np.ndarray:
+        """The training-mode loss per replica that :meth:`loss_and_grads` returns, from the same forward pass, without
+        the backward pass and leaving the running statistics alone.
+
+        Why: a finite-difference check (``gradcheck.check_mlp``) evaluates the loss twice per parameter entry and
+        never uses the gradients those evaluations would compute: the backward pass was most of each evaluation.
+        Dropout masks come from the replicas' streams unless `dropout_mask` is given, as in ``loss_and_grads``.
+        """
+        X = self._input(X)
+        logits, _, _ = self._forward(X, True, masks=dropout_mask, update_state=False, keep=True, taps=False)
+        loss, _ = self._data_loss(logits, y, grad=False)
+        if self._l2_on:
+            loss = loss + self._l2_loss(X.shape[-2])
+        return loss
+
     def forward(self, X: np.ndarray, *, train: bool = False) -> np.ndarray:
         """Logits (R, m, n_out). ``train=True`` behaves exactly as in training (batch statistics, running statistics
         updated, dropout masks drawn from the replicas' streams); the default eval mode has no side effects.
