@@ -67,6 +67,16 @@ def test_deep_sigmoid_gradients_vanish_relu_he_do_not() -> None:
     assert g_relu[0] / g_relu[-1] > 0.05
 
 
+def test_the_histogram_samples_are_replica_0_alone() -> None:
+    # each is its own copy: a view would keep every replica's activations alive (the stage's peak memory doubled)
+    nets = {"tanh_small": ("tanh", 3, 20)}
+    _, acts = probe.activation_study(replicas=3, samples=40, nets=nets)
+    res = probe.measure("tanh", 3, 20, *probe.INITS["xavier"], replicas=3, samples=40)
+    for layer, a in enumerate(acts["tanh_small"]["xavier"]):
+        assert a.base is None and a.shape == (40 * 20,)
+        assert np.array_equal(a, res["taps"][layer]["a"][0].ravel())
+
+
 def test_run_writes_the_study_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(probe, "NETS", {"sigmoid_5x100": ("sigmoid", 3, 20), "relu_5x100": ("relu", 3, 20),
                                         "tanh_10x500": ("tanh", 4, 30)})

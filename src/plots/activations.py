@@ -40,7 +40,10 @@ def activation_grid(acts: dict[str, list[np.ndarray]], path: str | Path, value_r
             rng = value_range if value_range is not None else (0.0, row_hi if row_hi > 0 else 1.0)
             if rng[1] <= rng[0]:
                 rng = (rng[0] - 0.5, rng[1] + 0.5)
-            ax.hist(a, bins=bins, range=rng, color="tab:blue")
+            # One filled step patch per panel, not `ax.hist`'s one rectangle per bin: the same picture, and the
+            # grid (up to 40 panels x 30 bins) draws in a fraction of the time.
+            counts, edges = np.histogram(a, bins=bins, range=rng)
+            ax.stairs(counts, edges, fill=True, color="tab:blue")
             st = (stats or {}).get((init, layer))
             std = f"std {st['act_std']:.2g}" if st else ""
             ax.set_title(f"{init} L{layer}\n{std}{note}", fontsize=7)
