@@ -93,3 +93,37 @@ def test_missing_dataset_is_one_line_exit_2(tmp_path: Path, capsys: pytest.Captu
     assert gradcheck.main([f"data.dir={tmp_path}"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("nnlab: error:") and "\n" not in err and "dvc repro" in err
+
+
+def test_the_suite_is_composed_once_per_group_choice_as_hydra_composes_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from omegaconf import OmegaConf
+
+    from src.lab import gradcheck as lab_gradcheck
+    from src.lab import preflight
+    from src.lab.config import validate
+
+    suite = [ov for _, ov, _, _ in s7_gradcheck.SUITE]
+    composed: list[list[str]] = []
+    real = preflight._composer
+
+    def counting() -> object:
+        c = real()
+        full = c.full
+        c.full = lambda ov: composed.append(ov) or full(ov)
+        return c
+
+    monkeypatch.setattr(preflight, "_composer", counting)
+    got = lab_gradcheck.compose_all(suite)
+    # one composition per distinct set of group choices: default, init=xavier, data=circles, data=digits,
+    # model=deep_sigmoid+init=xavier; the rest are value overrides applied to a copy
+    assert len(composed) == len({tuple(o for o in ov if "." not in o.split("=")[0]) for ov in suite}) < len(suite)
+    for ov, cfg in zip(suite, got, strict=True):
+        want = preflight.compose(ov)  # Hydra's own composition, one per net
+        validate(want)
+        mine, hydras = OmegaConf.to_container(cfg), OmegaConf.to_container(want)
+        # the hydra node records the overrides it was given (`hydra.overrides.task`); the check never reads it
+        assert mine.pop("hydra")["runtime"]["choices"] == hydras.pop("hydra")["runtime"]["choices"], ov
+        assert mine == hydras, ov
+    with pytest.raises(lab_gradcheck.GradcheckError, match="init='nope' is not a known choice; valid: ") as info:
+        lab_gradcheck.compose_all([[], ["init=nope"]])
+    assert "\n" not in str(info.value)

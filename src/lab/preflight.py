@@ -11,10 +11,12 @@ and its dataset file is opened; the tracking server is pinged. Only then does th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -121,8 +123,8 @@ def _expand(override_strings: list[str]) -> tuple[list[str], dict[str, list[str]
 def compose(overrides: list[str]) -> Any:
     """The config `python -m src.train <overrides>` would run, with Hydra's own node (`cfg.hydra`), unvalidated.
 
-    Hydra's compose API, as the app composes; used by the gradient check and the tests (the pre-flight check
-    composes the same way, once per distinct set of group choices: :func:`_composer`).
+    Hydra's compose API, as the app composes, once per call; used by the tests and the benchmarks (the pre-flight
+    check and the gradient check compose the same way, once per distinct set of group choices: :func:`composing`).
     """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -132,6 +134,20 @@ def compose(overrides: list[str]) -> Any:
     register()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=overrides, return_hydra_config=True)
+
+
+@contextlib.contextmanager
+def composing() -> Iterator[Any]:
+    """A :class:`src.lab.sweeper.Composer` of the configs `python -m src.train <overrides>` would run (with
+    `cfg.hydra`), inside Hydra's initialisation for conf/: every config with the same group choices shares one
+    composition. The pre-flight check's, and the gradient check's for a suite of nets."""
+    from hydra import initialize_config_dir
+
+    from src.lab.config import register
+
+    register()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        yield _composer()
 
 
 def _composer() -> Any:
@@ -258,13 +274,8 @@ def check(argv: list[str]) -> int:
         raise PreflightError(f"{key} has several values ({', '.join(v.split('=', 1)[1] for v in sweeps[key])}) "
                              "but this is a single run; add -m/--multirun to sweep")
     _check_config_name(argv)
-    from hydra import initialize_config_dir
-
-    from src.lab.config import register
-
-    register()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return _check_all(fixed, sweeps, multirun, _composer())
+    with composing() as composer:
+        return _check_all(fixed, sweeps, multirun, composer)
 
 
 def _check_all(fixed: list[str], sweeps: dict[str, list[str]], multirun: bool, composer: Any) -> int:

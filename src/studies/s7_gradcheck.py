@@ -24,7 +24,7 @@ from typing import Any
 
 from src import cli_args
 from src.files import atomic_write_text
-from src.lab.gradcheck import THRESHOLD, GradcheckError, check_config, table
+from src.lab.gradcheck import THRESHOLD, GradcheckError, check_composed, compose_all, table
 from src.lab.results import write_measured
 from src.studies.base import CONFIRMED, NUANCED, REFUTED, Section, Study, Table, Verdict, metric, missing
 from src.studies.sections import read_csv, read_metrics
@@ -62,10 +62,11 @@ def run_suite(out: Path, *, threshold: float, batch: int, replicas: int, eps: fl
     worst: dict[str, float] = {}
     failed = 0
     metrics: dict[str, Any] = {}
-    for label, ov, net_eps, net_thr in SUITE:
+    cfgs = compose_all([ov for _, ov, _, _ in SUITE])
+    for (label, ov, net_eps, net_thr), cfg in zip(SUITE, cfgs, strict=True):
         e = eps if net_eps is None else net_eps
         thr = threshold if net_thr is None else net_thr
-        rows, desc = check_config(ov, batch=batch, replicas=replicas, eps=e, seed=seed)
+        rows, desc = check_composed(cfg, batch=batch, replicas=replicas, eps=e, seed=seed)
         worst[label] = max(r["rel_error"] for r in rows)
         failed += worst[label] > thr
         print(f"\n== {label}: {desc}\n{table(rows, thr)}", flush=True)
