@@ -105,9 +105,8 @@ def check_mlp(net: MLP, X: np.ndarray, y: np.ndarray, eps: float = 1e-7, seed: i
     ``loss_and_grads`` without its backward; the two return the same floats, tests/test_mlp.py). Replicas are
     independent, so one evaluation perturbs an entry in every replica, and in a net holding K copies of them, K
     entries at once (:func:`numerical_gradient_per_replica`). Dropout masks are drawn ONCE from
-    ``default_rng(seed)`` and held fixed, batch norm
-    runs in train mode (batch statistics), and the L2 term is included. The net's parameters and running
-    statistics are exactly as before when the check returns.
+    ``default_rng(seed)`` and held fixed, batch norm runs in train mode (batch statistics), and the L2 term is
+    included. The net's parameters and running statistics are exactly as before when the check returns.
     """
     X = np.asarray(X)
     saved_state = {k: v.copy() for k, v in net.state.items()}
