@@ -109,7 +109,8 @@ def test_check_mlp_over_many_copies_gives_the_numbers_of_one(monkeypatch):
     net = MLP([3, 4, 3], activation="tanh", batchnorm=True, dropout=0.3, l2=np.array([0.1, 0.4]), replicas=2,
               seed=1)
     wide = check_mlp(net, X, y)
-    _, _, K = gradcheck._widened_loss(net, X, y, None)
+    masks = [np.random.default_rng(0).random((2, 5, 4)) >= 0.3]  # as check_mlp draws them (seed 0)
+    _, _, K = gradcheck._widened_loss(net, X, y, masks)
     assert K > 1  # the fast path is the one taken
     monkeypatch.setattr(gradcheck, "WIDE_ELEMENTS", 1)  # one copy: each evaluation perturbs one entry
     assert check_mlp(net, X, y) == wide
