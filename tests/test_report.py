@@ -242,3 +242,32 @@ def test_a_big_sweep_prints_its_top_rows_counts_and_where_the_rest_is(tmp_path: 
     assert "990 finished, 10 failed" in text and str(tmp_path / "leaderboard.md") in text
     short = console_leaderboard(table[:5], tmp_path)
     assert len(short.splitlines()) == 2 + 5 and "leaderboard.md" not in short
+
+
+def test_sections_drawn_by_workers_equal_those_drawn_in_this_process(built: tuple[Path, Path], tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import sys
+
+    build_mod = sys.modules["src.report.build"]
+    pools: list[int] = []
+
+    class Spy(build_mod.ProcessPoolExecutor):
+        def __init__(self, workers: int, **kw: object) -> None:
+            pools.append(workers)
+            super().__init__(workers, **kw)
+
+    monkeypatch.setattr(build_mod, "ProcessPoolExecutor", Spy)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    res, _ = built
+    pooled = tmp_path / "pooled"
+    report.build(res, pooled)
+    assert pools == ([2] if sys.platform.startswith("linux") else [])  # forked workers where fork is cheap
+    monkeypatch.setattr(build_mod, "MAX_WORKERS", 1)
+    alone = tmp_path / "alone"
+    report.build(res, alone)
+    assert len(pools) <= 1  # one worker: no pool
+    files = sorted(p.relative_to(alone) for p in alone.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(pooled) for p in pooled.rglob("*") if p.is_file())
+    for rel in files:
+        assert (alone / rel).read_bytes() == (pooled / rel).read_bytes(), rel
