@@ -246,7 +246,6 @@ def test_a_big_sweep_prints_its_top_rows_counts_and_where_the_rest_is(tmp_path: 
 
 def test_sections_drawn_by_workers_equal_those_drawn_in_this_process(built: tuple[Path, Path], tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
     import sys
 
     build_mod = sys.modules["src.report.build"]
@@ -258,7 +257,7 @@ def test_sections_drawn_by_workers_equal_those_drawn_in_this_process(built: tupl
             super().__init__(workers, **kw)
 
     monkeypatch.setattr(build_mod, "ProcessPoolExecutor", Spy)
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(build_mod, "_usable_cores", lambda: 2)  # a 2-core machine
     res, _ = built
     pooled = tmp_path / "pooled"
     report.build(res, pooled)

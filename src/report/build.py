@@ -17,7 +17,6 @@ reference the same PNGs under ``reports/figures/``.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -75,6 +74,13 @@ def build(results: Path, out: Path) -> list[Path]:
 MAX_WORKERS = 4  # sections drawn at once (each its own figures); more cores than studies-worth of work is waste
 
 
+def _usable_cores() -> int:
+    """This machine's usable cores: joblib's count (CPU affinity and cgroup quotas, not the host's cores)."""
+    from joblib import cpu_count
+
+    return int(cpu_count())
+
+
 def _section(study: Study, folder: Path, figdir: Path) -> Section:
     sec = (study.section or grid_section)(study, folder, figdir)
     sec.rules = sec.rules or [" ".join((r.__doc__ or "").split()) for r in study.rules]
@@ -97,7 +103,7 @@ def _sections(found: list[tuple[Study, Path]], figdir: Path) -> list[Section]:
     import it all again (~2 s), so elsewhere (and on one core) the sections are drawn in this process. The
     largest results folders go first, so that the longest section does not start last.
     """
-    workers = min(len(found), os.cpu_count() or 1, MAX_WORKERS)
+    workers = min(len(found), MAX_WORKERS, _usable_cores())
     if workers < 2 or not sys.platform.startswith("linux"):
         return [_section(study, d, figdir) for study, d in found]
     _FOUND[:] = found
