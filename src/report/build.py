@@ -103,8 +103,9 @@ def _sections(found: list[tuple[Study, Path]], figdir: Path) -> list[Section]:
     import it all again (~2 s), so elsewhere (and on one core) the sections are drawn in this process. The
     largest results folders go first, so that the longest section does not start last.
     """
-    workers = min(len(found), MAX_WORKERS, _usable_cores())
-    if workers < 2 or not sys.platform.startswith("linux"):
+    fork = sys.platform.startswith("linux") and len(found) > 1
+    workers = min(len(found), MAX_WORKERS, _usable_cores()) if fork else 1
+    if workers < 2:
         return [_section(study, d, figdir) for study, d in found]
     _FOUND[:] = found
     by_size = sorted(range(len(found)), key=lambda i: -sum(f.stat().st_size for f in found[i][1].glob("*.csv")))
