@@ -30,6 +30,7 @@ def main(cfg: DictConfig) -> float:
     ctx = job.context()
     if signals.new_jobs_stopped(ctx.sweep_dir):  # a worker of this sweep died: the sweep is stopping
         return float("nan")
+    signals.shield_idle_worker()  # a signal between jobs must not kill a worker handing its result to loky
     with signals.interrupts(), signals.job_running(ctx.out_dir):
         try:
             if cfg.get(packing.PACK_KEY):

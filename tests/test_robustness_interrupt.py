@@ -324,7 +324,8 @@ def test_resume_skips_finished_jobs(repo: Path, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_sigterm_to_a_joblib_launcher_as_its_jobs_turn_over(repo: Path, tmp_path: Path) -> None:
     """SIGTERM to a joblib launcher right as a job ends (when a worker is between jobs, or ending its run): the
-    parent ends KILLED (an idle worker dies of the forwarded signal: that is the interrupt, not a lost worker),
+    parent ends KILLED (a worker that has not run a job yet dies of the forwarded signal: that is the interrupt,
+    not a lost worker; one between jobs ignores it and must not hang the launcher, `shield_idle_worker`),
     nothing is left RUNNING, no store call is cut in half (which left the SQLite store locked, the parent RUNNING),
     and every run's status agrees with its job's record. The scale-out test's launcher race caught the first."""
     db, sweep = tmp_path / "m.db", tmp_path / "sweep"
@@ -377,6 +378,40 @@ def test_reused_sweep_dir_reports_only_this_sweep(tmp_path: Path) -> None:
 
 
 # --- the pieces, in-process ------------------------------------------------------------------------------------
+
+def test_a_worker_between_jobs_survives_a_signal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loky worker between two jobs outlives SIGTERM and Ctrl-C once shielded, and one that is not shielded dies
+    of them (the control): a worker that died while writing its result to loky's pipe hung the launcher for good.
+    The launching process itself keeps its handlers (the basic launcher runs jobs there)."""
+    import psutil
+    from joblib.externals.loky import ProcessPoolExecutor
+
+    from src.lab import signals
+
+    monkeypatch.setenv(signals.LAUNCHER_PID_ENV, str(os.getpid()))  # loky's workers inherit it: we launch them
+    before = signal.getsignal(signal.SIGTERM)
+    signals.shield_idle_worker()
+    assert signal.getsignal(signal.SIGTERM) is before, "the launching process must keep its own handlers"
+    for shielded in (True, False):
+        ex = ProcessPoolExecutor(max_workers=1)
+        try:
+            if shielded:
+                ex.submit(signals.shield_idle_worker).result(timeout=60)
+            pid = ex.submit(os.getpid).result(timeout=60)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                os.kill(pid, sig)
+            deadline = time.monotonic() + 10
+            while (alive := psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE) \
+                    and not shielded and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if shielded:
+                time.sleep(0.3)  # time for the signals to act, if they did
+                assert ex.submit(os.getpid).result(timeout=60) == pid, "the shielded worker was replaced"
+            else:
+                assert not alive, "the control: an unshielded idle worker dies of SIGTERM"
+        finally:
+            ex.shutdown(wait=True, kill_workers=True)
+
 
 def test_signals_held_while_a_store_is_created() -> None:
     """A Ctrl-C during MLflow's first-time migration would break the store for good: it is delivered after."""

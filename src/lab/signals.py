@@ -4,9 +4,9 @@ Who uses what, and why:
 - a job (:mod:`src.lab.job`) runs inside :func:`interrupts`: the first Ctrl-C/SIGTERM becomes a KeyboardInterrupt
   (the loop ends, the MLflow run is ended KILLED with its history, the record says `killed`); repeats are ignored
   (a terminal's Ctrl-C reaches every process of the group, and a launcher forwards SIGTERM to its workers), so
-  they cannot cut that record short. In a joblib worker the job then stops the whole sweep through its launcher
-  (:func:`hand_over_to_launcher`) instead of re-raising, which would make joblib SIGKILL the other workers before
-  they record their own runs.
+  they cannot cut that record short; between jobs a worker ignores them (:func:`shield_idle_worker`). In a
+  joblib worker the job then stops the whole sweep through its launcher (:func:`hand_over_to_launcher`) instead of
+  re-raising, which would make joblib SIGKILL the other workers before they record their own runs.
 - the sweep callback (:mod:`src.lab.sweep`), in the launching process, marks itself as the launcher
   (:func:`mark_launcher`); interrupted, it stops the sweep (:func:`stop_sweep`): no new job, SIGTERM forwarded to
   its workers, a wait for their runs.
@@ -114,6 +114,30 @@ def hand_over_to_launcher() -> None:
     time.sleep(HAND_OVER_WAIT_S)
 
 
+def shield_idle_worker() -> None:
+    """In a worker process of a local launcher (joblib/loky, submitit_local): from now on Ctrl-C and SIGTERM
+    outside a job are ignored. Call it before a job's :func:`interrupts`, which puts this back after the job.
+
+    Why: a worker that a signal ends right after its job, while it writes the job's result to loky's result
+    pipe, dies holding the result queue's lock with half a message in the pipe (a large result is written as a
+    header, then the payload). Loky's manager thread then waits forever for the rest of that message, the other
+    workers wait forever for the lock, and the interrupted launcher hangs in joblib's abort (measured: 1 in ~20
+    loaded runs of the SIGTERM turn-over test; the tracebacks showed a worker in `queues.py put` waiting for the
+    lock and the launcher joining loky's manager thread). Ignored, the signal leaves an idle worker alive until
+    the launcher's joblib aborts and loky kills it, after its manager thread has stopped reading. A worker's
+    job still stops on the signal (:func:`interrupts`), and a worker whose launcher died still exits
+    (:func:`_watch_launcher`). Not in the launching process (the basic launcher runs jobs there) nor in a
+    process the launcher did not start itself (a Ray worker): their signals keep their meaning.
+    """
+    global _shielded
+    launcher = os.environ.get(LAUNCHER_PID_ENV)
+    if _shielded or not launcher or int(launcher) == os.getpid() or int(launcher) != os.getppid():
+        return
+    if install(ignore):
+        _shielded = True
+
+
+_shielded = False
 _stopping = threading.Event()  # set in a launcher that was interrupted (see stop_sweep)
 
 
@@ -121,7 +145,8 @@ def stop_sweep(sweep_dir: Path | None, grace: float) -> None:
     """In an interrupted launcher: start no new job, forward SIGTERM to the workers, and wait (at most `grace`
     seconds) until their jobs have written their records and ended their runs KILLED.
 
-    A worker that was between two jobs has no handler and dies of the SIGTERM; loky then reports a dead worker
+    A worker between two jobs ignores the SIGTERM (:func:`shield_idle_worker`) until joblib's abort kills it; one
+    that has not run a job yet has no handler and dies of it: loky then reports a dead worker
     (:func:`protect_neighbours`), which :func:`stopping` lets the sweep record as the interrupt it is (KILLED), not
     as a lost worker (FAILED)."""
     _stopping.set()

@@ -137,7 +137,7 @@ class SweepCallback(Callback):
     def abort(self, error: str) -> None:
         """A worker died (called from loky's thread, see signals.protect_neighbours): end the runs still RUNNING
         (the dead worker's) KILLED and the parent FAILED, with `error`; KILLED if this launcher was interrupted and
-        stopped its workers itself (an idle worker dies of the forwarded SIGTERM: that is the interrupt)."""
+        stopped its workers itself (a worker yet to run a job dies of the forwarded SIGTERM: that is the interrupt)."""
         self._end_if_open("KILLED" if signals.stopping() else "FAILED",
                           error.removeprefix("nnlab: error: ").removeprefix("nnlab: "))
 
