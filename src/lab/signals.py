@@ -118,16 +118,17 @@ def shield_idle_worker() -> None:
     """In a worker process of a local launcher (joblib/loky, submitit_local): from now on Ctrl-C and SIGTERM
     outside a job are ignored. Call it before a job's :func:`interrupts`, which puts this back after the job.
 
-    Why: a worker that a signal ends right after its job, while it writes the job's result to loky's result
-    pipe, dies holding the result queue's lock with half a message in the pipe (a large result is written as a
-    header, then the payload). Loky's manager thread then waits forever for the rest of that message, the other
-    workers wait forever for the lock, and the interrupted launcher hangs in joblib's abort (measured: 1 in ~20
-    loaded runs of the SIGTERM turn-over test; the tracebacks showed a worker in `queues.py put` waiting for the
-    lock and the launcher joining loky's manager thread). Ignored, the signal leaves an idle worker alive until
-    the launcher's joblib aborts and loky kills it, after its manager thread has stopped reading. A worker's
-    job still stops on the signal (:func:`interrupts`), and a worker whose launcher died still exits
-    (:func:`_watch_launcher`). Not in the launching process (the basic launcher runs jobs there) nor in a
-    process the launcher did not start itself (a Ray worker): their signals keep their meaning.
+    Why: a worker that a signal ends right after its job, while it writes the job's result to loky's result pipe,
+    dies holding the result queue's lock with half a message in the pipe (a result over 16 KB, as a job's Hydra
+    configs are, is written as a header, then the payload). Loky's manager thread then waits forever in `recv` for
+    the rest, the other workers wait forever for the lock, and the interrupted launcher hangs in joblib's abort (the
+    SIGTERM turn-over test, ~1 loaded run in 20: a worker in `queues.py put` waiting for the lock, the launcher
+    joining loky's manager thread; loky alone with 30 MB results and SIGTERMs hangs within ten tries, in that
+    `recv`; not once in thirty with the workers shielded). Ignored, the signal leaves an idle worker alive until the
+    launcher's joblib aborts and loky kills it, after its manager thread has stopped reading. A worker's job still
+    stops on the signal (:func:`interrupts`), and a worker whose launcher died still exits
+    (:func:`_watch_launcher`). Not in the launching process (the basic launcher runs jobs there) nor in a process
+    the launcher did not start itself (a Ray worker): their signals keep their meaning.
     """
     global _shielded
     launcher = os.environ.get(LAUNCHER_PID_ENV)
