@@ -134,6 +134,11 @@ def test_each_replicas_minibatches_are_its_own_permutation_of_the_rows(ds: data.
     if shuffle == "course":
         perm = np.random.RandomState(10 + epoch).permutation(m)
         assert np.array_equal(X, ds.X_train[perm]) and np.array_equal(y, ds.y_train[perm])
+        # the shared generator is reseeded per draw: epochs in any order, other sizes between, change nothing
+        from src.lab.loop import course_permutation
+
+        for e, n in ((5, m), (1, 7), (5, m), (epoch, m), (4000, 300)):
+            assert np.array_equal(course_permutation(e, n), np.random.RandomState(10 + e).permutation(n)), (e, n)
         return
     assert X.shape == (len(seeds), *ds.X_train.shape)
     for r, s in enumerate(seeds):
