@@ -252,3 +252,53 @@ def test_the_sweepers_composer_equals_hydras_composition_of_every_config() -> No
         assert len(composer._base) < len(jobs), "configs that differ only in values share one composition"
         with pytest.raises(ConfigCompositionException):
             composer(["train.not_a_key=1"])
+
+
+@pytest.mark.parametrize("argv", [["experiment=s1_init"], ["experiment=s4_clip"], ["experiment=s6_preproc"],
+                                  ["init=he,xavier", "optimizer=sgd,adam", "hydra/launcher=joblib", "train.lr=0.1,1"],
+                                  ["init=he,xavier", "++train.epochs=7"]])
+def test_the_sweeper_plans_the_same_jobs_with_the_preflights_compositions(argv: list[str], data_dir: Path) -> None:
+    """`python -m src.train -m` composes every group choice of the sweep in its pre-flight check, then the sweeper
+    composed them all again; it now reuses the pre-flight's (src/lab/sweeper.py hand_over). The sweeper's plan
+    (every job's overrides and packed values) must be the same as when it composes everything itself, with no
+    composition of its own where the pre-flight composed the same group choices (it composes each swept value
+    with the others at their first: a 2 x 2 grid of groups leaves one to the sweeper); an override that is neither
+    a group choice nor Hydra's own (`++key=`) is composed by the sweeper, as before."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.utils import setup_globals
+    from hydra.types import HydraContext, RunMode
+
+    from src.lab import preflight, sweeper
+    from src.lab.config import register
+
+    args = [*argv, f"data.dir={data_dir}", "tracking.enabled=false"]
+    preflight.check(["-m", *args])
+    handed = sweeper._HANDED_OVER.get("configs")
+    assert bool(handed) != any(a.startswith("+") for a in argv), "group choices alone are handed over"
+    register()
+    setup_globals()
+    plans, composed = [], []
+    with initialize_config_dir(config_dir=str(preflight.CONF_DIR), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        master = loader.load_configuration("config", overrides=args, run_mode=RunMode.MULTIRUN)
+        real = loader.load_sweep_config
+        for _ in range(2):  # first with what the pre-flight handed over (taken once), then composing everything
+            calls: list[list[str]] = []
+            loader.load_sweep_config = lambda m, ov, calls=calls: (calls.append(list(ov)), real(m, ov))[1]
+            # Not instantiated: Hydra's plugin scan may re-run basic_sweeper's module after our import of it, and
+            # BasicSweeper.__init__'s super() then fails; plan() needs only what Hydra's setup would give it.
+            sw = object.__new__(sweeper.VectorizedSweeper)
+            sw.config, sw.hydra_context = master, HydraContext(config_loader=loader, callbacks=None)
+            sw.params, sw.max_replicas = dict(master.hydra.sweeper.params or {}), master.hydra.sweeper.max_replicas
+            plans.append(sw.plan(list(master.hydra.overrides.task)))
+            composed.append(calls)
+        loader.load_sweep_config = real
+    assert plans[0] == plans[1]
+    assert composed[1], "the second plan composed its configs itself"
+    if any(a.startswith("+") for a in argv):
+        assert composed[0] == composed[1], "a `++key=` override is not a group choice: the sweeper composes it"
+    elif "optimizer=sgd,adam" in argv:
+        assert composed[0] == [["init=xavier", "optimizer=adam"]], "the one pair the pre-flight did not compose"
+    else:
+        assert composed[0] == [], "every composition came from the pre-flight"

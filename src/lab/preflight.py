@@ -275,7 +275,12 @@ def check(argv: list[str]) -> int:
                              "but this is a single run; add -m/--multirun to sweep")
     _check_config_name(argv)
     with composing() as composer:
-        return _check_all(fixed, sweeps, multirun, composer)
+        total = _check_all(fixed, sweeps, multirun, composer)
+    if multirun:
+        from src.lab.sweeper import hand_over
+
+        hand_over(composer)  # the sweeper reuses what matches its own config sources
+    return total
 
 
 def _check_all(fixed: list[str], sweeps: dict[str, list[str]], multirun: bool, composer: Any) -> int:
@@ -289,6 +294,8 @@ def _check_all(fixed: list[str], sweeps: dict[str, list[str]], multirun: bool, c
         for k, vals in preset_sweeps.items():
             sweeps.setdefault(k, vals)
         fixed += [f"{k}={v}" for k, v in preset.items() if k not in sweeps]
+        if preset_sweeps:  # the preset's first values too (`clip=none`): its first job was checked without them
+            _check_one(fixed + [vals[0] for vals in sweeps.values()], seen, multirun, composer)
     # Each value of each swept key, with the others at their first value: catches every bad value with
     # sum(len) compositions instead of prod(len).
     n_compose = 0

@@ -49,24 +49,45 @@ class Composer:
     (:meth:`for_sweep`, no `hydra` node), the pre-flight check validates every swept value (src/lab/preflight.py;
     what it reads of the `hydra` node, the launcher and the output folders, is not changed by a value override).
 
-    `full(overrides)` is the full composition."""
+    `full(overrides)` is the full composition; `reuse`: compositions without `hydra` by their group choices
+    alone (:meth:`choices`), used instead of composing (the pre-flight's, handed to the sweeper)."""
 
-    def __init__(self, loader: Any, full: Callable[[list[str]], Any]) -> None:
+    def __init__(self, loader: Any, full: Callable[[list[str]], Any],
+                 reuse: dict[frozenset[str], Any] | None = None) -> None:
         self.full = full
         self.parser = OverridesParser.create(config_loader=loader)
         self.groups = _top_level_groups(loader)
+        self.reuse = reuse or {}
         self._base: dict[tuple[str, ...], Any] = {}
 
     @classmethod
     def for_sweep(cls, loader: Any, master: Any) -> Composer:
-        """The sweeper's: each job's config as `loader.load_sweep_config(master, overrides)` has it, without `hydra`."""
+        """The sweeper's: each job's config as `loader.load_sweep_config(master, overrides)` has it, without `hydra`;
+        what the same command's pre-flight check composed is reused (:func:`take_handed_over`)."""
         def full(overrides: list[str]) -> Any:
             composed = loader.load_sweep_config(master, overrides)
             with open_dict(composed):
                 del composed["hydra"]
             return composed
 
-        return cls(loader, full)
+        return cls(loader, full, take_handed_over(master))
+
+    def choices(self, structural: tuple[str, ...]) -> frozenset[str] | None:
+        """The plain top-level group choices of `structural` when everything else in it is Hydra's own
+        (`hydra.*`, `hydra/...`: they change only the `hydra` node), else None. Why a set: Hydra applies group
+        choices by group, so their order does not matter (the pre-flight lists the command line first, the
+        sweeper the preset's swept groups first)."""
+        kept = []
+        for text in structural:
+            o = self.parser.parse_override(text)
+            key = o.key_or_group
+            if key == "hydra" or key.startswith(("hydra.", "hydra/")):
+                continue
+            if o.is_add() or o.is_force_add() or o.is_delete() or o.is_sweep_override() or o.package is not None \
+                    or key not in self.groups:
+                return None
+            kept.append(text)
+        return frozenset(kept)
 
     def config(self, overrides: list[str]) -> Any:
         """The composed DictConfig of `overrides` (the caller's own copy)."""
@@ -82,7 +103,8 @@ class Composer:
                 structural.append(text)
         base_key = tuple(structural)
         if base_key not in self._base:
-            self._base[base_key] = self.full(structural)
+            reused = self.reuse.get(self.choices(base_key)) if self.reuse else None  # type: ignore[arg-type]
+            self._base[base_key] = reused if reused is not None else self.full(structural)
         cfg = copy.deepcopy(self._base[base_key])
         try:
             for key, value in values:
@@ -96,6 +118,46 @@ class Composer:
         d = OmegaConf.to_container(self.config(overrides), resolve=False)
         assert isinstance(d, dict)
         return d
+
+
+_HANDED_OVER: dict[str, Any] = {}  # the pre-flight check's compositions, for the sweeper of the same command
+
+
+def hand_over(composer: Composer) -> None:
+    """Keep what the pre-flight check composed (`composer`, configs with `hydra`) for the sweeper that runs next in
+    this process: the vectorized sweeper composed every group choice of a sweep again (10 inits: 10 compositions
+    of ~0.1 s each, twice per `python -m src.train -m`). Only compositions of group choices alone are kept."""
+    _HANDED_OVER.clear()
+    configs = {}
+    for key, cfg in composer._base.items():
+        choices = composer.choices(key)
+        if choices is not None and "hydra" in cfg:
+            _HANDED_OVER.setdefault("sources", _sources(cfg))
+            bare = copy.deepcopy(cfg)
+            with open_dict(bare):
+                del bare["hydra"]
+            configs[choices] = bare
+    _HANDED_OVER["configs"] = configs
+
+
+def take_handed_over(master: Any) -> dict[frozenset[str], Any]:
+    """The pre-flight check's compositions (:func:`hand_over`), once, if they were composed from the same config
+    sources as `master` (the app's primary config and search path: `--config-dir`, `--config-name` or a test's
+    own conf/ change them), else {}. Each equals Hydra's own composition without `hydra`: the non-`hydra` part of a
+    config does not depend on the run mode or on Hydra's own overrides (tested for every preset)."""
+    handed = dict(_HANDED_OVER)
+    _HANDED_OVER.clear()
+    if not handed.get("configs") or handed.get("sources") != _sources(master):
+        return {}
+    return handed["configs"]
+
+
+def _sources(cfg: Any) -> Any:
+    """What a config was composed from: its primary config's name and every config source (provider, path)."""
+    hydra = cfg.get("hydra") or {}
+    runtime, job = hydra.get("runtime") or {}, hydra.get("job") or {}
+    return (job.get("config_name"), [(s.get("provider"), s.get("schema"), s.get("path"))
+                                     for s in runtime.get("config_sources") or []])
 
 
 def _top_level_groups(loader: Any) -> set[str]:
