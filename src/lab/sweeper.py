@@ -89,6 +89,10 @@ class Composer:
             kept.append(text)
         return frozenset(kept)
 
+    def by_choices(self) -> dict[frozenset[str], Any]:
+        """The compositions made so far whose overrides were group choices alone (and Hydra's own keys)."""
+        return {c: cfg for key, cfg in self._base.items() if (c := self.choices(key)) is not None}
+
     def config(self, overrides: list[str]) -> Any:
         """The composed DictConfig of `overrides` (the caller's own copy)."""
         structural, values = [], []
@@ -129,9 +133,8 @@ def hand_over(composer: Composer) -> None:
     of ~0.1 s each, twice per `python -m src.train -m`). Only compositions of group choices alone are kept."""
     _HANDED_OVER.clear()
     configs = {}
-    for key, cfg in composer._base.items():
-        choices = composer.choices(key)
-        if choices is not None and "hydra" in cfg:
+    for choices, cfg in composer.by_choices().items():
+        if "hydra" in cfg:
             _HANDED_OVER.setdefault("sources", _sources(cfg))
             bare = copy.deepcopy(cfg)
             with open_dict(bare):
