@@ -107,7 +107,8 @@ class Composer:
                 structural.append(text)
         base_key = tuple(structural)
         if base_key not in self._base:
-            reused = self.reuse.get(self.choices(base_key)) if self.reuse else None  # type: ignore[arg-type]
+            choices = self.choices(base_key) if self.reuse else None
+            reused = self.reuse.get(choices) if choices is not None else None
             self._base[base_key] = reused if reused is not None else self.full(structural)
         cfg = copy.deepcopy(self._base[base_key])
         try:
