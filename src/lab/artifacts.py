@@ -25,8 +25,9 @@ BOUNDARY_REPLICAS = 4  # replicas drawn in a run's decision-boundary figure (sid
 def write_artifacts(art: Path, cfg_dict: dict[str, Any], result: FitResult, net: Any, ds: Any,
                     activation: str) -> None:
     """Write the run's files into `art`: config.yaml, history.csv, diagnostics.csv, weights.npz and the figures
-    `tracking.figures` names (src.plots.runs.FIGURES; all of them when the config does not say)."""
-    from src.plots import runs as figures
+    `tracking.figures` names (src.plots.runs.FIGURES; all of them when the config does not say), unless a packed
+    job's helper has drawn them (src/lab/drawing.py)."""
+    from src.lab import drawing
 
     art.mkdir(parents=True, exist_ok=True)
     atomic_write_text(art / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(cfg_dict)))
@@ -34,7 +35,22 @@ def write_artifacts(art: Path, cfg_dict: dict[str, Any], result: FitResult, net:
     atomic_write_text(art / "diagnostics.csv", records.diagnostics_csv(result))
     arrays = {**{k: np.asarray(v) for k, v in net.params.items()}, **{k: np.asarray(v) for k, v in net.state.items()}}
     np.savez_compressed(art / "weights.npz", **arrays)
-    draw = set(cfg_dict.get("tracking", {}).get("figures", figures.FIGURES))
+    if not drawing.drawn(art):
+        draw_figures(art, figures_of(cfg_dict), result, net, ds)
+
+
+def figures_of(cfg_dict: dict[str, Any]) -> list[str]:
+    """The figures a run draws: `tracking.figures`, all of src.plots.runs.FIGURES when the config does not say."""
+    from src.plots.runs import FIGURES
+
+    return list(cfg_dict.get("tracking", {}).get("figures", FIGURES))
+
+
+def draw_figures(art: Path, draw: list[str], result: FitResult, net: Any, ds: Any) -> None:
+    """Draw the run figures named in `draw` into `art` (a packed job's helper process calls this too)."""
+    from src.plots import runs as figures
+
+    art.mkdir(parents=True, exist_ok=True)
     # A diverged replica (or a pack sharing histogram bins with one) carries inf/1e300-sized values: NumPy and
     # matplotlib then warn "overflow encountered" with a traceback-like pair of lines, once per figure, which
     # reads like a crash. The divergence is already recorded (the run's status and the job's one-line summary).

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import json
 import time
 from collections.abc import Mapping
@@ -33,6 +34,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from src.lab import drawing
 from src.lab.replicas import split_result, subnet
 
 # Leaf paths whose values may differ inside one pack: the maths takes each of them per replica.
@@ -117,17 +119,43 @@ def run_packed(cfg: DictConfig) -> float:
     ctx = job.context()
     sweep_dir: Path = ctx.sweep_dir or ctx.out_dir
     losses, interrupted = [], False
-    for k, (e, sub) in enumerate(zip(entries, subs, strict=True)):
-        sub_ctx = job.JobContext(out_dir=sweep_dir / str(e["num"]), multirun=True, overrides=e["overrides"],
-                                 num=e["num"], sweep_dir=ctx.sweep_dir)
-        try:
-            losses.append(job.run_job(sub, ctx=sub_ctx, trained=trained.get(k)))
-        except KeyboardInterrupt:
-            interrupted = True  # record the others (as killed) before stopping the sweep
+    _draw_ahead(subs, entries, trained, sweep_dir)
+    try:
+        for k, (e, sub) in enumerate(zip(entries, subs, strict=True)):
+            sub_ctx = job.JobContext(out_dir=sweep_dir / str(e["num"]), multirun=True, overrides=e["overrides"],
+                                     num=e["num"], sweep_dir=ctx.sweep_dir)
+            try:
+                losses.append(job.run_job(sub, ctx=sub_ctx, trained=trained.get(k)))
+            except KeyboardInterrupt:
+                interrupted = True  # record the others (as killed) before stopping the sweep
+    finally:
+        drawing.finish()
     if interrupted:
         raise KeyboardInterrupt
     finite = [v for v in losses if np.isfinite(v)]
     return float(np.mean(finite)) if finite else float("nan")
+
+
+def _draw_ahead(subs: list[DictConfig], entries: list[dict[str, Any]], trained: dict[int, Any],
+                sweep_dir: Path) -> None:
+    """Hand the figures of the trained configs that will log artifacts to a forked helper (src/lab/drawing.py)."""
+    from src.lab.artifacts import draw_figures, figures_of
+    from src.lab.build import load_dataset
+    from src.lab.config import to_container
+
+    todo = [k for k, got in trained.items() if not isinstance(got, BaseException)
+            and subs[k].tracking.enabled and subs[k].tracking.artifacts]
+    if len(todo) < 2:
+        return
+    ds = load_dataset(subs[todo[0]])  # a pack shares its data (data.* is never a packable path)
+    items = []
+    for k in sorted(todo):
+        result, net = trained[k][:2]
+        draw = figures_of(to_container(subs[k]))
+        items.append((sweep_dir / str(entries[k]["num"]) / "artifacts",
+                      functools.partial(draw_figures, sweep_dir / str(entries[k]["num"]) / "artifacts", draw, result,
+                                        net, ds)))
+    drawing.start(items)
 
 
 def _left_out(cfg: DictConfig, subs: list[DictConfig]) -> set[int]:
