@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from e2e_utils import env_for
 
@@ -413,6 +414,47 @@ def test_a_worker_between_jobs_survives_a_signal(monkeypatch: pytest.MonkeyPatch
             ex.shutdown(wait=True, kill_workers=True)
 
 
+def test_an_interrupt_inside_a_log_point_is_recorded_not_failed(data_dir: Path, compose: Any,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM landing inside a log point, between the history's epoch and its values (CI, 2026-12-07): the run
+    failed with an IndexError writing its curve, which the sweep took for a failed job and went on training the
+    next one. The history now keeps only complete log points, and the interrupted fit is recorded as such."""
+    from src import data
+    from src.lab import loop, records
+    from src.lab.build import build
+    from src.lab.job import train
+
+    real_add, calls = loop.History.add, []
+
+    def add_then_interrupted(self, epoch, row, diverged=None):  # noqa: ANN001, ANN202
+        calls.append(epoch)
+        if len(calls) == 3:  # the third log point: its epoch is in, its values are not
+            self.epochs.append(epoch)
+            self.rows["lr"].append(row["lr"])
+            raise KeyboardInterrupt
+        return real_add(self, epoch, row, diverged)
+
+    monkeypatch.setattr(loop.History, "add", add_then_interrupted)
+    cfg = compose(["data=moons", "train.epochs=50", "train.log_every=5", "train.seeds=2", "tracking.enabled=false",
+                   f"data.dir={data_dir}"])
+    result = train(build(cfg, data.load("moons", data_dir)))
+    assert result.interrupted and list(result.epochs) == calls[:2]
+    assert all(len(v) == 2 for v in result.history.values())
+    assert records.mean_curve_csv(result).count("\n") == 3  # a header and the two complete log points
+    h = loop.History()  # the same, without the fit: an interrupt while the values are made appends nothing
+    h.add(5, {"lr": np.ones(2), "val_loss": np.zeros(2)})
+
+    class Interrupted(dict):
+        def items(self):  # noqa: ANN202
+            yield "lr", np.ones(2)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        h.add(10, Interrupted())
+    epochs, rows = h.arrays()
+    assert list(epochs) == [5] and {k: v.shape for k, v in rows.items()} == {"lr": (1, 2), "val_loss": (1, 2)}
+
+
 def test_signals_held_while_a_store_is_created() -> None:
     """A Ctrl-C during MLflow's first-time migration would break the store for good: it is delivered after."""
     from src.lab.signals import deferred as _signals_deferred
@@ -510,6 +552,37 @@ def test_an_interrupt_while_the_run_is_created_keeps_its_id(
     _, runs = _runs(tmp_path / "mlflow.db")
     assert [r.info.run_id for r in runs] == [rec["run_id"]], rec
     assert (rec["status"], runs[0].info.status, runs[0].data.tags["nnlab.status"]) == ("killed", "KILLED", "killed")
+
+
+def test_a_failure_while_recording_an_interrupted_fit_still_stops(tmp_path: Path, data_dir: Path, compose: Any,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interrupted fit whose recording then fails (a bug, a full disk): the job ends as the interrupt it is
+    (KeyboardInterrupt, record and run KILLED), not as a failed job that the sweep carries on from."""
+    from src.lab import loop
+    from src.lab.job import JobContext, run_job
+
+    real_add = loop.History.add
+
+    def interrupted(self, epoch, row, diverged=None):  # noqa: ANN001, ANN202
+        if self.epochs:
+            raise KeyboardInterrupt
+        return real_add(self, epoch, row, diverged)
+
+    def broken(result: Any) -> str:
+        raise ValueError("cannot write the curve")
+
+    monkeypatch.setattr(loop.History, "add", interrupted)
+    monkeypatch.setattr(records, "mean_curve_csv", broken)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = compose(["train.epochs=20", "train.log_every=5", "train.seeds=1", "train.progress=false",
+                   "tracking.artifacts=false", "tracking.model=false", "tune.enabled=false", f"tracking.uri={uri}",
+                   "tracking.experiment=x", f"data.dir={data_dir}"])
+    out = tmp_path / "job"
+    with pytest.raises(KeyboardInterrupt):
+        run_job(cfg, JobContext(out_dir=out))
+    rec = json.loads((out / records.RESULT_FILE).read_text())
+    _, runs = _runs(tmp_path / "mlflow.db")
+    assert (rec["status"], runs[0].info.status) == ("killed", "KILLED"), rec
 
 
 def test_an_interrupted_measured_study_ends_its_run_killed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -272,7 +272,15 @@ def _train_and_log(cfg: DictConfig, cfg_dict: dict[str, Any], ds: data.Dataset, 
     else:
         built = build(cfg, ds)
         result, net = train(built), built.net
-    return _log_result(cfg, cfg_dict, ds, result, net, tracker, run_id, out_dir, outcome)
+    try:
+        return _log_result(cfg, cfg_dict, ds, result, net, tracker, run_id, out_dir, outcome)
+    except Exception:
+        if not getattr(result, "interrupted", False):
+            raise
+        # The interrupt comes first: a failure while recording an interrupted fit must not turn it into a failed
+        # job that the sweep carries on from (it trained the next config after a SIGTERM); say what failed.
+        traceback.print_exc()
+        raise KeyboardInterrupt from None
 
 
 def _log_result(cfg: DictConfig, cfg_dict: dict[str, Any], ds: data.Dataset, result: Any, net: Any,

@@ -254,16 +254,27 @@ class History:
         self.rows: dict[str, list[np.ndarray]] = {}
 
     def add(self, epoch: int, row: dict[str, np.ndarray], diverged: np.ndarray | None = None) -> None:
-        """Append `row`; with `diverged`, a diverged replica's values are NaN (except the learning rate)."""
-        self.epochs.append(epoch)
+        """Append `row`; with `diverged`, a diverged replica's values are NaN (except the learning rate).
+
+        The values are made before anything is appended, and every key exists before the first append: a Ctrl-C
+        or SIGTERM (a KeyboardInterrupt between two bytecodes) in here leaves at most one list one entry longer
+        than the others, which :meth:`arrays` drops (it once left the epochs one longer than the curves, and the
+        interrupted run failed with an IndexError instead of being recorded KILLED)."""
         if diverged is not None and not diverged.any():
             diverged = None
-        for k, v in row.items():
-            self.rows.setdefault(k, []).append(v if diverged is None or k == "lr" else np.where(diverged, np.nan, v))
+        new = {k: v if diverged is None or k == "lr" else np.where(diverged, np.nan, v) for k, v in row.items()}
+        for k in new:
+            self.rows.setdefault(k, [])
+        self.epochs.append(epoch)
+        for k, v in new.items():
+            self.rows[k].append(v)
 
     def arrays(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """(K,) epochs and name -> (K, R) history."""
-        return np.asarray(self.epochs, dtype=np.int64), {k: np.stack(v) for k, v in self.rows.items()}
+        """(K,) epochs and name -> (K, R) history, K the log points complete in every list (see :meth:`add`)."""
+        k = min([len(self.epochs), *(len(v) for v in self.rows.values())])
+        return (np.asarray(self.epochs[:k], dtype=np.int64),
+                {name: np.stack(v[:k]) if k else np.empty((0, *np.shape(v[0]))) if v else np.empty((0, 0))
+                 for name, v in self.rows.items()})
 
 
 def _log_row(net: MLP, opt: Optimizer, scores: TrainVal, grad_norm: np.ndarray) -> dict[str, np.ndarray]:
@@ -404,6 +415,8 @@ class _Fit:
                     result.diag_epochs.append(self.epoch)
                     result.diagnostics.append(stats)
                 result.histograms["end"] = hists
+        n = min(len(result.diag_epochs), len(result.diagnostics))  # an interrupt between the two appends
+        del result.diag_epochs[n:], result.diagnostics[n:]
         result.epochs, result.history = self.history.arrays()
         result.wall_time = time.perf_counter() - self.t0
         return result
