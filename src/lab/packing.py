@@ -150,11 +150,9 @@ def _draw_ahead(subs: list[DictConfig], entries: list[dict[str, Any]], trained: 
     ds = load_dataset(subs[todo[0]])  # a pack shares its data (data.* is never a packable path)
     items = []
     for k in sorted(todo):
+        art = sweep_dir / str(entries[k]["num"]) / "artifacts"  # where src.lab.job writes the config's artifacts
         result, net = trained[k][:2]
-        draw = figures_of(to_container(subs[k]))
-        items.append((sweep_dir / str(entries[k]["num"]) / "artifacts",
-                      functools.partial(draw_figures, sweep_dir / str(entries[k]["num"]) / "artifacts", draw, result,
-                                        net, ds)))
+        items.append((art, functools.partial(draw_figures, art, figures_of(to_container(subs[k])), result, net, ds)))
     drawing.start(items)
 
 
