@@ -63,20 +63,26 @@ def test_the_cli_lists_studies_and_refuses_a_grid() -> None:
     assert out.returncode == 0 and "python -m src.studies toys --out results/toys" in out.stdout
 
 
-@pytest.mark.parametrize("preset, packs", [("default", 8), ("s6_bn", 2)])
-def test_joblib_presets_start_one_worker_per_pack_at_most_one_per_core(compose, monkeypatch: pytest.MonkeyPatch,
-                                                                       preset: str, packs: int) -> None:
-    """The presets that launch their packs with joblib ask for min(cores, packs) workers: joblib's own -1 starts one
-    worker per core at once, whatever the number of tasks (56 idle workers for 8 packs on 64 cores)."""
+@pytest.mark.parametrize("preset", ["default", "s6_bn", "s1_init"])
+def test_parallel_presets_start_one_worker_per_core_and_go_back_to_one_process(compose, preset: str,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The presets that run their packs in parallel choose `hydra/launcher=cores`: joblib with one worker per usable
+    core, at most 8 (joblib's own -1 starts one worker per core at once, whatever the number of tasks: 56 idle
+    workers for 8 packs on 64 cores), resolved on the machine that launches. `hydra/launcher=basic` on the command
+    line puts the preset back in one process: a preset that set `hydra.launcher.n_jobs` itself could not be composed
+    with the basic launcher, whose config has no such key."""
     import joblib
 
     cfg = compose([f"experiment={preset}"])
     assert cfg.hydra.launcher._target_.endswith("JoblibLauncher")
-    assert cfg.hydra.launcher.n_jobs == min(joblib.cpu_count(), packs)
+    assert cfg.hydra.runtime.choices["hydra/launcher"] == "cores"
+    assert cfg.hydra.launcher.n_jobs == min(joblib.cpu_count(), 8)
     monkeypatch.setattr(joblib, "cpu_count", lambda: 64)
-    assert cfg.hydra.launcher.n_jobs == packs  # resolved when read, on the machine that launches
+    assert cfg.hydra.launcher.n_jobs == 8
     monkeypatch.setattr(joblib, "cpu_count", lambda: 1)
     assert cfg.hydra.launcher.n_jobs == 1
+    basic = compose([f"experiment={preset}", "hydra/launcher=basic"])
+    assert basic.hydra.launcher._target_.endswith("BasicLauncher")
 
 
 def test_a_bad_worker_cap_names_the_value() -> None:

@@ -59,6 +59,23 @@ def test_group_key_packs_per_replica_numbers_only() -> None:
     assert packing.group_key(_plain(_compose(BASE + ["init.course=true"]))) is None  # a fixed draw: alone
 
 
+@pytest.mark.parametrize("sizes, workers", [([10], 1), ([10], 2), ([10], 3), ([10], 5), ([10], 12), ([6, 2], 4),
+                                            ([3, 3, 1], 2), ([1, 1], 4), ([], 3), ([7, 1, 4], 6)])
+def test_spread_splits_packs_into_near_equal_parts_for_idle_workers(sizes: list[int], workers: int) -> None:
+    """`packing.spread` gives an idle worker a part of a pack: every config stays, once, in order, inside its own
+    pack's parts; parts of one pack differ by at most one config; the count is what keeps the workers busy."""
+    packs = [[(g, c) for c in range(n)] for g, n in enumerate(sizes)]
+    out = packing.spread(packs, workers)
+    assert [x for part in out for x in part] == [x for pack in packs for x in pack]
+    assert all(part and len({g for g, _ in part}) == 1 for part in out)
+    assert len(out) == max(len(packs), min(workers, sum(sizes)))
+    for g in range(len(sizes)):
+        lengths = [len(part) for part in out if part[0][0] == g]
+        assert max(lengths) - min(lengths) <= 1
+    if sizes == [10] and workers == 3:
+        assert [len(part) for part in out] == [4, 3, 3]
+
+
 def test_pack_override_round_trip() -> None:
     cfgs = [_compose(BASE + v) for v in VARIANTS]
     hydra_escaped = "tracking.uri=sqlite\\:////tmp/x.db"  # how Hydra itself spells a ':' in an override string
@@ -254,6 +271,60 @@ def test_the_sweepers_composer_equals_hydras_composition_of_every_config() -> No
             composer(["train.not_a_key=1"])
 
 
+def _sweeper(master: DictConfig, loader: Any) -> Any:
+    """The vectorized sweeper as Hydra sets it up for `master`. Not instantiated: Hydra's plugin scan may re-run
+    basic_sweeper's module after our import of it, and BasicSweeper.__init__'s super() then fails; plan() needs only
+    what Hydra's setup would give it."""
+    from hydra.types import HydraContext
+
+    from src.lab import sweeper
+
+    sw = object.__new__(sweeper.VectorizedSweeper)
+    sw.config, sw.hydra_context = master, HydraContext(config_loader=loader, callbacks=None)
+    sw.params = dict(master.hydra.sweeper.params or {})
+    sw.max_replicas, sw.min_jobs = sweeper.counts(master.hydra.sweeper.max_replicas, master.hydra.sweeper.min_jobs)
+    return sw
+
+
+def _plan(args: list[str]) -> list[list[dict[str, Any]]]:
+    """The pack entries of every job the vectorized sweeper plans for `python -m src.train -m <args>`."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.utils import setup_globals
+    from hydra.types import RunMode
+
+    from src.lab import preflight
+    from src.lab.config import register
+
+    register()
+    setup_globals()
+    with initialize_config_dir(config_dir=str(preflight.CONF_DIR), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        master = loader.load_configuration("config", overrides=args, run_mode=RunMode.MULTIRUN)
+        batch = _sweeper(master, loader).plan(list(master.hydra.overrides.task))
+    return [packing.decode(next(o for o in job if o.startswith("+pack="))[len("+pack="):].strip("'"))
+            for job in batch]
+
+
+@pytest.mark.parametrize("extra, packs", [([], "workers"), (["hydra/launcher=basic"], 1),
+                                          (["hydra/launcher=basic", "hydra.sweeper.min_jobs=3"], 3),
+                                          (["hydra.launcher.n_jobs=-1"], "cores")])
+def test_a_one_pack_grid_is_split_across_the_launchers_workers(extra: list[str], packs: Any, data_dir: Path) -> None:
+    """s1_init's 10 inits are one pack; its preset runs joblib with a worker per usable core (at most 8), so the
+    sweeper makes that many packs (4 + 3 + 3 for 3), every config in exactly one; the basic launcher runs one job
+    at a time and keeps one pack unless `hydra.sweeper.min_jobs` asks for more; joblib's -1 means every core."""
+    import joblib
+
+    want = {"workers": min(8, joblib.cpu_count()), "cores": joblib.cpu_count()}.get(packs, packs)
+    plan = _plan(["experiment=s1_init", *extra, f"data.dir={data_dir}", "tracking.enabled=false"])
+    assert len(plan) == min(want, 10)
+    nums = [e["num"] for entries in plan for e in entries]
+    assert nums == list(range(10))
+    sizes = [len(entries) for entries in plan]
+    assert max(sizes) - min(sizes) <= 1
+    assert len({tuple(e["overrides"]) for entries in plan for e in entries}) == 10  # ten inits, one entry each
+
+
 @pytest.mark.parametrize("argv", [["experiment=s1_init"], ["experiment=s4_clip"], ["experiment=s6_preproc"],
                                   ["init=he,xavier", "optimizer=sgd,adam", "hydra/launcher=joblib", "train.lr=0.1,1"],
                                   ["init=he,xavier", "++train.epochs=7"]])
@@ -267,7 +338,7 @@ def test_the_sweeper_plans_the_same_jobs_with_the_preflights_compositions(argv: 
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.utils import setup_globals
-    from hydra.types import HydraContext, RunMode
+    from hydra.types import RunMode
 
     from src.lab import preflight, sweeper
     from src.lab.config import register
@@ -286,12 +357,7 @@ def test_the_sweeper_plans_the_same_jobs_with_the_preflights_compositions(argv: 
         for _ in range(2):  # first with what the pre-flight handed over (taken once), then composing everything
             calls: list[list[str]] = []
             loader.load_sweep_config = lambda m, ov, calls=calls: (calls.append(list(ov)), real(m, ov))[1]
-            # Not instantiated: Hydra's plugin scan may re-run basic_sweeper's module after our import of it, and
-            # BasicSweeper.__init__'s super() then fails; plan() needs only what Hydra's setup would give it.
-            sw = object.__new__(sweeper.VectorizedSweeper)
-            sw.config, sw.hydra_context = master, HydraContext(config_loader=loader, callbacks=None)
-            sw.params, sw.max_replicas = dict(master.hydra.sweeper.params or {}), master.hydra.sweeper.max_replicas
-            plans.append(sw.plan(list(master.hydra.overrides.task)))
+            plans.append(_sweeper(master, loader).plan(list(master.hydra.overrides.task)))
             composed.append(calls)
         loader.load_sweep_config = real
     assert plans[0] == plans[1]

@@ -29,7 +29,7 @@ import json
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -43,6 +43,7 @@ PACKABLE: tuple[str, ...] = (
     "train.lr", "train.seed", "train.clip_norm", "train.clip_value", "train.patience", "model.l2",
 )
 PACK_KEY = "pack"
+T = TypeVar("T")
 
 
 # ----------------------------------------------------------------------------------------- grouping (sweeper)
@@ -72,6 +73,33 @@ def group_key(cfg: Mapping[str, Any]) -> str | None:
         if isinstance(node, dict):
             node.pop(leaf, None)
     return json.dumps(d, sort_keys=True, default=str)
+
+
+def spread(packs: list[list[T]], workers: int) -> list[list[T]]:
+    """The packs, split (by configs, in order, into near-equal parts) so that there are at least `workers` of them,
+    unless every pack is a single config by then.
+
+    Why: a pack is one process's work. A grid that packs into fewer jobs than the launcher runs at once leaves
+    workers idle: s1_init's 10 inits are one pack, and on two joblib workers it took 22.0 s; as two packs of 5
+    inits, 16.2 s, with the same metrics, replicas and tuning tables (byte for byte: a replica computes the same
+    numbers whichever pack holds it). Each extra part goes to the pack with the most configs per part, so 10
+    configs on 3 workers are 4 + 3 + 3, not 5 + 3 + 2. Nothing is split for a launcher that runs one job at a time.
+    """
+    parts = [1] * len(packs)
+    while packs and sum(parts) < workers:
+        k = max(range(len(packs)), key=lambda i: len(packs[i]) / parts[i])
+        if len(packs[k]) <= parts[k]:
+            break  # the fullest part holds one config: so does every part
+        parts[k] += 1
+    out: list[list[T]] = []
+    for pack, n in zip(packs, parts, strict=True):
+        size, extra = divmod(len(pack), n)
+        start = 0
+        for j in range(n):
+            stop = start + size + (j < extra)
+            out.append(list(pack[start:stop]))
+            start = stop
+    return out
 
 
 def pack_entry(num: int, overrides: list[str], cfg: Mapping[str, Any]) -> dict[str, Any]:

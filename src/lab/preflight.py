@@ -223,8 +223,8 @@ def _check_keys(cfg: Any) -> None:
 
 
 def _check_hydra(cfg: Any, multirun: bool) -> None:
-    """Hydra's own keys that otherwise fail after work has started: the launcher's worker count and the output
-    folders (job folders, `results_dir`)."""
+    """Hydra's own keys that otherwise fail after work has started: the launcher's worker count, the vectorized
+    sweeper's counts and the output folders (job folders, `results_dir`)."""
     from src.files import OutputPathError, check_output_dir
 
     launcher = cfg.hydra.get("launcher") or {}
@@ -234,6 +234,14 @@ def _check_hydra(cfg: Any, multirun: bool) -> None:
         if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -cpus:
             raise PreflightError(f"hydra.launcher.n_jobs={n_jobs!r} is invalid; valid: an integer >= 1 (workers), "
                                  f"or -1 .. -{cpus} (all CPUs, all but one, ...)")
+    sweeper = cfg.hydra.get("sweeper") or {}
+    if multirun and str(sweeper.get("_target_", "")).endswith(".VectorizedSweeper"):
+        from src.lab.sweeper import counts
+
+        try:
+            counts(sweeper.get("max_replicas", 1024), sweeper.get("min_jobs"))
+        except ValueError as exc:
+            raise PreflightError(str(exc)) from None
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 

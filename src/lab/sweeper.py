@@ -175,13 +175,46 @@ def _top_level_groups(loader: Any) -> set[str]:
     return set(loader.list_groups(""))
 
 
+def _count(name: str, value: Any, alternative: str = "") -> int:
+    """`value` as an int >= 1, else a one-line error naming the sweeper parameter and what it accepts."""
+    try:
+        n = int(value)
+        ok = n >= 1 and n == value
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"hydra.sweeper.{name} must be an integer >= 1{' ' + alternative if alternative else ''}, "
+                         f"got {value!r}")
+    return n
+
+
+def counts(max_replicas: Any, min_jobs: Any) -> tuple[int, int | None]:
+    """The sweeper's two counts, checked (the pre-flight calls this too, before any job starts)."""
+    return _count("max_replicas", max_replicas), None if min_jobs is None else _count("min_jobs", min_jobs, "or null")
+
+
 class VectorizedSweeper(BasicSweeper):
     """Cartesian product like BasicSweeper; configs differing only at PACKABLE paths share one job."""
 
     def __init__(self, max_batch_size: int | None = None, params: dict[str, str] | None = None,
-                 max_replicas: int = 1024) -> None:
+                 max_replicas: int = 1024, min_jobs: int | None = None) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
-        self.max_replicas = int(max_replicas)
+        self.max_replicas, self.min_jobs = counts(max_replicas, min_jobs)
+
+    def workers(self) -> int:
+        """How many jobs the launcher runs at once, i.e. how many packs keep it busy: `min_jobs` when set (e.g. a
+        SLURM array), else the joblib launcher's `n_jobs` (at most the usable cores; joblib's -1 is every core,
+        -2 all but one), else 1 (Hydra's basic launcher runs one job at a time)."""
+        if self.min_jobs is not None:
+            return self.min_jobs
+        assert self.config is not None
+        n_jobs = OmegaConf.select(self.config, "hydra.launcher.n_jobs", default=None)
+        if n_jobs is None:
+            return 1
+        from joblib import cpu_count  # the usable cores (affinity, cgroup quotas), as `${nnlab.cores:N}` counts them
+
+        n, usable = int(n_jobs), cpu_count()
+        return min(n, usable) if n > 0 else max(1, usable + 1 + n)
 
     def plan(self, arguments: list[str]) -> list[list[str]]:
         """The job override lists: one per pack (each with `+pack=...` and `hydra.sweep.subdir=pack<g>`)."""
@@ -197,13 +230,14 @@ class VectorizedSweeper(BasicSweeper):
             d = compose(list(ov))
             key = packing.group_key(d)
             groups.setdefault(key if key is not None else f"alone:{i}", []).append((i, d))
-        batch: list[list[str]] = []
+        packs: list[list[tuple[int, dict[str, Any]]]] = []
         for members in groups.values():
             per_job = max(1, self.max_replicas // max(replicas_per_config(members[0][1]), 1))
-            for s in range(0, len(members), per_job):
-                chunk = members[s:s + per_job]
-                entries = [packing.pack_entry(i, jobs[i], d) for i, d in chunk]
-                batch.append([*jobs[chunk[0][0]], packing.encode(entries), f"hydra.sweep.subdir=pack{len(batch)}"])
+            packs += [members[s:s + per_job] for s in range(0, len(members), per_job)]
+        batch: list[list[str]] = []
+        for chunk in packing.spread(packs, self.workers()):
+            entries = [packing.pack_entry(i, jobs[i], d) for i, d in chunk]
+            batch.append([*jobs[chunk[0][0]], packing.encode(entries), f"hydra.sweep.subdir=pack{len(batch)}"])
         log.info(f"vectorized sweeper: {len(jobs)} configs in {len(batch)} jobs")
         print(f"[vectorized] {len(jobs)} configs packed into {len(batch)} jobs", flush=True)
         return batch
