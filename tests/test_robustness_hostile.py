@@ -70,6 +70,7 @@ REFUSED: list[tuple[list[str], list[str]]] = [
     (["-m", "train.seed=0,1", "hydra.sweeper.min_jobs=0"], ["hydra.sweeper.min_jobs", "got 0", ">= 1 or null"]),
     (["-m", "train.seed=0,1", "hydra.sweeper.min_jobs=two"], ["hydra.sweeper.min_jobs", "'two'", "integer"]),
     (["-m", "train.seed=0,1", "hydra.sweeper.max_replicas=0"], ["hydra.sweeper.max_replicas", "got 0"]),
+    (["-m", "train.seed=0,1", "hydra.sweeper.min_jobs=true"], ["hydra.sweeper.min_jobs", "got True"]),
     (["init.course=true", "train.seed=4294967296"], ["train.seed=4294967296", "2**32"]),
     (["train.seed=4294967295", "train.seeds=2"], ["train.seed", "2**32"]),
     ([f"study={'s' * 300}"], ["study=", "1-100"]),

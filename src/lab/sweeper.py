@@ -4,7 +4,8 @@ Why a sweeper: it is the one place that sees the whole grid before any job start
 launcher (basic, joblib, submitit, ray): packing happens before launching, the launcher just runs fewer,
 bigger jobs. It composes each config of the cartesian product (as the basic sweeper already does to validate
 them), groups those equal everywhere except at `src.lab.packing.PACKABLE` paths, and launches one job per group
-with `+pack='<json>'` and its own job folder `pack<g>`; the job (src/lab/packing.py) writes each config's records
+(groups split by configs when the launcher has more workers than groups: `packing.spread`) with `+pack='<json>'`
+and its own job folder `pack<g>`; the job (src/lab/packing.py) writes each config's records
 under `<sweep dir>/<config index>/`, so `runs.csv`, the leaderboard and MLflow look as if every config had
 been a job of its own.
 """
@@ -179,7 +180,7 @@ def _count(name: str, value: Any, alternative: str = "") -> int:
     """`value` as an int >= 1, else a one-line error naming the sweeper parameter and what it accepts."""
     try:
         n = int(value)
-        ok = n >= 1 and n == value
+        ok = n >= 1 and n == value and not isinstance(value, bool)
     except (TypeError, ValueError):
         ok = False
     if not ok:
