@@ -52,7 +52,10 @@ def test_group_key_packs_per_replica_numbers_only() -> None:
     keys = {packing.group_key(c) for c in cfgs if c["train"]["patience"] is None}
     assert len(keys) == 1 and None not in keys
     stopping = {packing.group_key(c) for c in cfgs if c["train"]["patience"] is not None}
-    assert len(stopping) == 1 and not stopping & keys  # early-stopping configs pack among themselves
+    assert len(stopping) == 2 and not stopping & keys  # patience 1 and 3: each patience packs apart
+    same_patience = [["init=he", "train.lr=0.5", "train.patience=3"],
+                     ["init=xavier", "train.lr=0.1", "train.patience=3", "train.clip_norm=2.0", "train.seed=4"]]
+    assert len({packing.group_key(_plain(_compose(BASE + v))) for v in same_patience}) == 1
     assert packing.group_key(_plain(_compose(BASE + ["optimizer=sgd"]))) not in keys  # another update rule
     assert packing.group_key(_plain(_compose(BASE + ["train.seeds=3"]))) not in keys  # another R per config
     assert packing.group_key(_plain(_compose(BASE + ["data=flower"]))) not in keys
