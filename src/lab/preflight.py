@@ -236,10 +236,10 @@ def _check_hydra(cfg: Any, multirun: bool) -> None:
                                  f"or -1 .. -{cpus} (all CPUs, all but one, ...)")
     sweeper = cfg.hydra.get("sweeper") or {}
     if multirun and str(sweeper.get("_target_", "")).endswith(".VectorizedSweeper"):
-        from src.lab.sweeper import counts
+        from src.lab.sweeper import MAX_REPLICAS, counts
 
         try:
-            counts(sweeper.get("max_replicas", 1024), sweeper.get("min_jobs"))
+            counts(sweeper.get("max_replicas", MAX_REPLICAS), sweeper.get("min_jobs"))
         except ValueError as exc:
             raise PreflightError(str(exc)) from None
     from hydra.core.hydra_config import HydraConfig

@@ -189,6 +189,9 @@ def _count(name: str, value: Any, alternative: str = "") -> int:
     return n
 
 
+MAX_REPLICAS = 1024  # the sweeper's default cap on a pack's replicas (conf/hydra/sweeper/vectorized.yaml)
+
+
 def counts(max_replicas: Any, min_jobs: Any) -> tuple[int, int | None]:
     """The sweeper's two counts, checked (the pre-flight calls this too, before any job starts)."""
     return _count("max_replicas", max_replicas), None if min_jobs is None else _count("min_jobs", min_jobs, "or null")
@@ -198,7 +201,7 @@ class VectorizedSweeper(BasicSweeper):
     """Cartesian product like BasicSweeper; configs differing only at PACKABLE paths share one job."""
 
     def __init__(self, max_batch_size: int | None = None, params: dict[str, str] | None = None,
-                 max_replicas: int = 1024, min_jobs: int | None = None) -> None:
+                 max_replicas: int = MAX_REPLICAS, min_jobs: int | None = None) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
         self.max_replicas, self.min_jobs = counts(max_replicas, min_jobs)
 
@@ -212,10 +215,11 @@ class VectorizedSweeper(BasicSweeper):
         n_jobs = OmegaConf.select(self.config, "hydra.launcher.n_jobs", default=None)
         if n_jobs is None:
             return 1
-        from joblib import cpu_count  # the usable cores (affinity, cgroup quotas), as `${nnlab.cores:N}` counts them
+        from joblib import effective_n_jobs  # joblib's reading of n_jobs (-1 = every core, ...)
 
-        n, usable = int(n_jobs), cpu_count()
-        return min(n, usable) if n > 0 else max(1, usable + 1 + n)
+        from src.lab.config import cores
+
+        return cores(effective_n_jobs(int(n_jobs)))
 
     def plan(self, arguments: list[str]) -> list[list[str]]:
         """The job override lists: one per pack (each with `+pack=...` and `hydra.sweep.subdir=pack<g>`)."""
