@@ -328,6 +328,19 @@ def test_a_one_pack_grid_is_split_across_the_launchers_workers(extra: list[str],
     assert len({tuple(e["overrides"]) for entries in plan for e in entries}) == 10  # ten inits, one entry each
 
 
+def test_s6_bn_packs_four_scales_per_job_on_any_launcher(data_dir: Path) -> None:
+    """The s6_bn preset caps a pack at 12 replicas (conf/experiment/s6_bn.yaml: this wide mini-batch net trains
+    faster per replica in 12-replica nets than in 48-replica ones): 32 configs of 3 seeds in 8 jobs of 4 scales,
+    each job one BN setting, every config once, on its joblib launcher and on the basic one alike."""
+    for extra in ([], ["hydra/launcher=basic"]):
+        plan = _plan(["experiment=s6_bn", *extra, f"data.dir={data_dir}", "tracking.enabled=false"])
+        assert [len(entries) for entries in plan] == [4] * 8
+        assert sorted(e["num"] for entries in plan for e in entries) == list(range(32))
+        for entries in plan:
+            bn = {next(o for o in e["overrides"] if o.startswith("model.batchnorm=")) for e in entries}
+            assert len(bn) == 1, bn
+
+
 @pytest.mark.parametrize("argv", [["experiment=s1_init"], ["experiment=s4_clip"], ["experiment=s6_preproc"],
                                   ["init=he,xavier", "optimizer=sgd,adam", "hydra/launcher=joblib", "train.lr=0.1,1"],
                                   ["init=he,xavier", "++train.epochs=7"]])
