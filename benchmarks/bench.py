@@ -1,7 +1,7 @@
 """nnlab's speed benchmarks: every figure is a RATIO against a baseline measured in the same run.
 
-    python -m benchmarks.bench                      # sections core, replicas, public_api, minibatch, vectorize,
-                                                    # overhead, memory, tracking, tuning
+    python -m benchmarks.bench                      # sections core, replicas, public_api, minibatch, pack_size,
+                                                    # vectorize, overhead, memory, tracking, tuning
     python -m benchmarks.bench --only public_api --ab-ref <commit>   # + the same children against an older src/
     python -m benchmarks.bench --dvc                # + the default `dvc repro` in a scratch copy (minutes)
     python -m benchmarks.bench --quick              # seconds: tiny sizes, to check the script works
@@ -24,6 +24,8 @@ Sections (README "Speed"):
              mini-batches of 64, float64 and float32 (issue 11 goal 1: R=32 >= 3.5x cheaper per model than R=1).
   minibatch  a packed mini-batch fit shaped like s3_optim's tuning fits (R=24, batches of 64) through loop.fit, vs the
              same fit with its batches gathered by fancy indexing X[idx] (the baseline), and the batches alone.
+  pack_size  per replica-step cost at R = 1 ... 48 for s6_bn's wide mini-batch BN net (float32) and the course net:
+             where more replicas per net stops paying (why s6_bn packs 12 replicas per job).
   vectorize  the default grid (conf/experiment/default.yaml) as 48 Hydra jobs (`hydra/sweeper=basic`) vs packed by
              `hydra/sweeper=vectorized`, the default (one job per group of configs differing only in per-replica
              scalars).
@@ -233,6 +235,48 @@ def bench_replicas(iters: int, rounds: int, Rs: tuple[int, ...] = (1, 8, 32, 128
         row["fit_cheaper_than_R1"] = r1["fit_us_per_replica_iter"] / row["fit_us_per_replica_iter"]
         row["step_cheaper_than_R1"] = r1["step_us_per_replica_iter"] / row["step_us_per_replica_iter"]
     out: dict[str, Any] = {"iters": iters, "rounds": rounds, "rows": rows}
+    return out
+
+
+def bench_pack_size(steps: int, rounds: int, Rs: tuple[int, ...] = (1, 3, 6, 12, 24, 48)) -> dict[str, Any]:
+    """Per replica, a training step (`loss_and_grads` + SGD `update`) at R = 1 ... 48 replicas, for s6_bn's wide
+    mini-batch net (64 inputs, five ReLU layers of 100 with batch norm, 10 classes, float32, batches of 100) and
+    for the course's small full-batch net ([2, 10, 5, 1] on circles, float64). Why: more replicas per net is
+    not always cheaper per replica; the wide net's per-replica step got dearer past ~12 replicas (its preset
+    packs 12 per job, conf/experiment/s6_bn.yaml), the small net's did not. Figures: CPU µs per replica-step at
+    each R, the cheapest R, and R=max's cost over the cheapest's."""
+    _limit_blas()
+    from src.nn import MLP, optimizers
+
+    rng = np.random.default_rng(0)
+    ds = _course_data()
+    out: dict[str, Any] = {"steps": steps, "rounds": rounds, "Rs": list(Rs), "nets": {}}
+    nets = {"s6_bn_wide_batchnorm_float32": ([64, 100, 100, 100, 100, 100, 10], True, "float32"),
+            "course_full_batch_float64": ([2, 10, 5, 1], False, "float64")}
+    for name, (sizes, bn, dtype) in nets.items():
+        cases: dict[str, Callable[[], Any]] = {}
+        per_call: dict[str, int] = {}
+        for R in Rs:
+            net = MLP(sizes, activation="relu", init="he_normal", replicas=R, seed=0, dtype=dtype, batchnorm=bn)
+            opt = optimizers.get("sgd", lr=0.01)
+            if bn:  # a fresh batch of 100 rows per replica (s6_bn: digits, 64 pixels, 10 classes)
+                X, y = rng.standard_normal((R, 100, sizes[0])).astype(dtype), rng.integers(0, sizes[-1], (R, 100))
+            else:  # the course data, shared by the replicas (as a packed full-batch fit sees it)
+                X, y = ds.X_train.astype(dtype), ds.y_train
+            n = max(2, steps // R)
+
+            def run(net: Any = net, opt: Any = opt, X: np.ndarray = X, y: np.ndarray = y, n: int = n) -> None:
+                for _ in range(n):
+                    _, grads = net.loss_and_grads(X, y)
+                    opt.update(net.params, grads)
+
+            run()  # warm-up: first-step allocations are not what is measured
+            cases[str(R)], per_call[str(R)] = run, n * R
+        med = interleaved(cases, rounds)
+        us = {k: med[k]["cpu"] / per_call[k] * 1e6 for k in cases}
+        best = min(us, key=us.__getitem__)
+        out["nets"][name] = {"us_per_replica_step": us, "cheapest_R": int(best),
+                             "largest_R_vs_cheapest": us[str(Rs[-1])] / us[best]}
     return out
 
 
@@ -746,6 +790,12 @@ def table(res: dict[str, Any]) -> str:
         if v:
             row(f"default grid{what}: 48 jobs / vectorized (packed) jobs", f"{v['speedup']:.1f}× faster "
                 f"({v['per_job_s']:.0f} s → {v['vectorized_s']:.0f} s)", "", None)
+    ps = res.get("pack_size")
+    if ps:
+        for name, v in ps["nets"].items():
+            us = ", ".join(f"R={R}: {x:.0f}" for R, x in v["us_per_replica_step"].items())
+            row(f"pack size, {name}: CPU µs per replica-step", f"{us}; R={ps['Rs'][-1]} "
+                f"{v['largest_R_vs_cheapest']:.2f}× the cheapest (R={v['cheapest_R']})", "", None)
     mb = res.get("minibatch")
     if mb:
         row(f"mini-batch fit (R={mb['replicas']}, batches of 64): batches gathered by X[idx] / by np.take",
@@ -809,8 +859,9 @@ def _tracking() -> Any:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes: checks that the script works (seconds)")
-    ap.add_argument("--only", default="core,replicas,public_api,minibatch,vectorize,overhead,memory,tracking,tuning",
-                    help="comma-separated sections (core, replicas, public_api, minibatch, vectorize, "
+    ap.add_argument("--only", default="core,replicas,public_api,minibatch,pack_size,vectorize,overhead,memory,tracking,"
+                                      "tuning",
+                    help="comma-separated sections (core, replicas, public_api, minibatch, pack_size, vectorize, "
                          "vectorize_no_artifacts, "
                          "overhead, memory, tracking, tuning, bookkeeping, scale, dvc); bookkeeping, scale and "
                          "dvc take minutes and run only when named")
@@ -831,6 +882,7 @@ def main(argv: list[str] | None = None) -> int:
         "core": lambda: bench_core(200 if q else 15000, 1 if q else 3),
         "replicas": lambda: bench_replicas(50 if q else 1000, 1 if q else 3, (1, 8) if q else (1, 8, 32, 128)),
         "minibatch": lambda: bench_minibatch(2 if q else 60, 1 if q else 5),
+        "pack_size": lambda: bench_pack_size(8 if q else 960, 1 if q else 3, (1, 3) if q else (1, 3, 6, 12, 24, 48)),
         "public_api": lambda: bench_public_api(
             256 if q else 9600, 1 if q else 3, 1 if q else 3, (1, 8) if q else (1, 8, 32, 128),
             ((None, "float64"),) if q else ((None, "float64"), (64, "float64"), (None, "float32"), (64, "float32")),

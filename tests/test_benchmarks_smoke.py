@@ -14,15 +14,19 @@ from benchmarks import bench
 
 def test_quick_core_and_replicas(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "r.json"
-    assert bench.main(["--quick", "--only", "core,replicas,minibatch", "--out", str(out)]) == 0
+    assert bench.main(["--quick", "--only", "core,replicas,minibatch,pack_size", "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     assert set(res["core"]["per_iteration"]) == {"plain_numpy", "nnlab_step", "nnlab_fit", "sklearn"}
     assert res["core"]["nnlab_fit_vs_plain"] > 0 and res["core"]["sklearn_vs_nnlab_fit"] > 0
     assert [r["R"] for r in res["replicas"]["rows"]] == [1, 8]
     assert set(res["minibatch"]["cpu_s"]) == {"fit_take", "fit_fancy_index", "batches_only"}
+    for net in res["pack_size"]["nets"].values():  # both nets, every R, a positive cost, the cheapest among them
+        assert set(net["us_per_replica_step"]) == {"1", "3"} and min(net["us_per_replica_step"].values()) > 0
+        assert str(net["cheapest_R"]) in net["us_per_replica_step"] and net["largest_R_vs_cheapest"] >= 1.0
     assert all(set(g) == {"goal", "measured", "met"} for g in res["core"]["goals"].values())
     table = capsys.readouterr().out
     assert "| figure | measured | goal | met |" in table and "plain NumPy loop" in table
+    assert "pack size, s6_bn_wide_batchnorm_float32" in table
 
 
 def test_quick_public_api_runs_fresh_children_with_and_without_mallopt(tmp_path: Path) -> None:
