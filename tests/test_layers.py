@@ -279,3 +279,52 @@ def test_relu_against_kept_zeros_is_max_with_zero_and_never_writes_them():
         assert np.array_equal(a, want, equal_nan=True)
         assert np.array_equal(np.signbit(a), np.signbit(want))
         assert not ws["zeros"].any()
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_inplace_activation_is_the_same_floats_written_into_its_input(name):
+    """``inplace=True`` (the training step's: z and da are then nobody else's) gives the out-of-place result bit for
+    bit, forward, backward and the cache-free `activation`, over signed zeros, tails and NaN; the output lands in z
+    itself (and, for the ReLU family, dz in da), while the out-of-place calls leave their inputs alone."""
+    from src.nn.layers import activation
+    from src.nn.workspace import Workspace
+
+    g = rng(21)
+    z = g.standard_normal((R, M, DOUT)) * 30
+    z[0, 0, :] = [0.0, -0.0, np.nan, 1e3, -1e3]
+    da = g.standard_normal(z.shape)
+    with np.errstate(invalid="ignore", over="ignore"):
+        z0, da0 = z.copy(), da.copy()
+        want_a, want_cache = activation_forward(name, z, slope=0.1)
+        want_dz = activation_backward(name, da, want_cache)
+        want_eval = activation(name, z, slope=0.1)
+        assert np.array_equal(z, z0, equal_nan=True) and np.array_equal(da, da0, equal_nan=True)
+        for ws in (Workspace(), Workspace()):  # a second call writes into what the first kept
+            zz, dd = z.copy(), da.copy()
+            a, cache = activation_forward(name, zz, slope=0.1, ws=ws, inplace=True)
+            assert np.shares_memory(a, zz)
+            np.testing.assert_array_equal(a, want_a)
+            assert np.array_equal(np.signbit(a), np.signbit(want_a))
+            dz = activation_backward(name, dd, cache, ws=ws, inplace=True)
+            np.testing.assert_array_equal(dz, want_dz)
+            assert np.shares_memory(dz, dd) == (name in ("relu", "leaky_relu", "identity"))
+            ze = z.copy()
+            np.testing.assert_array_equal(activation(name, ze, slope=0.1, ws=ws, inplace=True), want_eval)
+            assert np.shares_memory(activation(name, ze, slope=0.1, ws=ws, inplace=True), ze)
+
+
+@pytest.mark.parametrize("shape", [(3, 6, 4, 5), (32, 300, 5, 10), (2, 40, 100, 100), (1, 9, 1, 7)])
+def test_dense_backward_dx_is_the_product_with_w_transposed(shape):
+    """dx goes through a kept contiguous copy of Wᵀ (faster in OpenBLAS than its transposed-operand kernel): it is
+    ``dout @ Wᵀ`` to rounding, and a later call with new weights uses the new ones, not the kept copy's."""
+    from src.nn.workspace import Workspace
+
+    R_, m, din, dout_ = shape
+    g = rng(22)
+    x, dout = g.standard_normal((R_, m, din)), g.standard_normal((R_, m, dout_))
+    ws = Workspace()
+    for _ in range(2):
+        W = g.standard_normal((R_, din, dout_))
+        dx, _, _ = dense_backward(dout, (x, W), ws=ws)
+        np.testing.assert_allclose(dx, np.einsum("rmo,rio->rmi", dout, W), rtol=1e-12, atol=1e-12)
+    assert not np.shares_memory(ws["WT"], W)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "nesterov": 1, "adagrad": 1, "rmsprop": 2, "adam": 2, "adamw": 2}
-ACTIVATION_COPIES = 9  # per unit per row of a kept pass: z, a, dz, da, dropout mask / BN cache, temporaries
+ACTIVATION_COPIES = 7  # per unit per row of a kept pass: z (the activation overwrites it), dz, da, BN/dropout, temps
 PARAM_COPIES = 4  # weights, gradients, update temporaries, the diagnostics' weight-gradient taps
 HISTORY_METRICS = 6  # lr, grad_norm, train/val loss and accuracy
 ROW_OVERHEAD = 112  # bytes of one small NumPy array object (a history row) besides its data

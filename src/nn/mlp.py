@@ -311,10 +311,12 @@ class MLP:
                     st = {k: v.copy() for k, v in st.items()}
                 h, bc = batchnorm_forward(z, P[f"gamma{l}"], P[f"beta{l}"], st, train,
                                           momentum=self.bn_momentum, eps=self.bn_eps, ws=w)
+            # h (this layer's dense or batch-norm output) is needed by nothing but the activation, unless the
+            # caller taps it: the activation then overwrites it (see layers.activation_forward for why)
             if keep:
-                a, ac = activation_forward(self.activation, h, self.leaky_slope, ws=w)
+                a, ac = activation_forward(self.activation, h, self.leaky_slope, ws=w, inplace=not taps)
             else:
-                a, ac = activation(self.activation, h, self.leaky_slope, ws=w), None
+                a, ac = activation(self.activation, h, self.leaky_slope, ws=w, inplace=not taps), None
             if taps:
                 tap_list.append({"z": z, "a": a})
             dr = None
@@ -372,7 +374,7 @@ class MLP:
             if l < L:
                 if dr is not None:
                     da = dropout_backward(da, dr, ws=w)
-                dz = activation_backward(self.activation, da, ac, ws=w)
+                dz = activation_backward(self.activation, da, ac, ws=w, inplace=True)  # da: nobody else's
                 if bc is not None:
                     dz, grads[f"gamma{l}"], grads[f"beta{l}"] = batchnorm_backward(dz, bc, ws=w)
             dx, dW, db = dense_backward(dz, dc, need_dx=l > 1, ws=w)
