@@ -280,6 +280,59 @@ def bench_pack_size(steps: int, rounds: int, Rs: tuple[int, ...] = (1, 3, 6, 12,
     return out
 
 
+def bench_inplace(calls: int, rounds: int, R: int = 32) -> dict[str, Any]:
+    """The three changes that made the training step's element-wise passes cheaper at large R, each against what
+    it replaced, on the course net's arrays (R replicas x 300 rows, widths 10 and 5, float64): ReLU's forward
+    written into z (`inplace=True`, against a new array and kept zeros), ReLU's backward written into da (against
+    a kept dz), and `dense_backward`, whose dx = dout Wᵀ now goes through a kept contiguous copy of Wᵀ (against
+    the same three products with the transposed view of W handed to BLAS). Why they pay: a pass over three
+    768 KB arrays does not fit a core's L2 cache where a pass over two does, and OpenBLAS's transposed-operand
+    kernel is slower on these shapes. Figures: CPU µs per call and each baseline's cost over its replacement
+    (> 1: the change is faster)."""
+    _limit_blas()
+    from src.nn.layers import activation_backward, activation_forward, dense_backward
+    from src.nn.workspace import Workspace
+
+    g = np.random.default_rng(0)
+    z0 = g.standard_normal((R, 300, 10))
+    z, da, dout = z0.copy(), g.standard_normal(z0.shape), g.standard_normal((R, 300, 5))
+    W, x = g.standard_normal((R, 10, 5)), g.standard_normal((R, 300, 10))
+    ws_new, ws_kept, ws_dense = Workspace(), Workspace(), Workspace()
+    dW, db, dx = np.empty_like(W), np.empty((R, 5)), np.empty_like(x)
+    ones = np.ones(300)
+
+    def dense_backward_before(dout: np.ndarray, x: np.ndarray, W: np.ndarray) -> None:
+        """`dense_backward` as it was: the same three products, dx against the transposed view of W."""
+        np.matmul(x.swapaxes(-1, -2), dout, out=dW)
+        np.matmul(ones, dout, out=db)
+        np.matmul(dout, W.swapaxes(-1, -2), out=dx)
+
+    def repeat(fn: Callable[[], Any]) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(calls):
+                fn()
+        return run
+
+    # z is restored before each in-place call would matter: ReLU of a ReLU is the same work (and the same array)
+    _, cache = activation_forward("relu", z, ws=ws_kept)
+    cases = {
+        "relu_forward_new_array": repeat(lambda: activation_forward("relu", z, ws=ws_new)),
+        "relu_forward_inplace": repeat(lambda: activation_forward("relu", z, ws=ws_kept, inplace=True)),
+        "relu_backward_kept_dz": repeat(lambda: activation_backward("relu", da, cache, ws=ws_new)),
+        "relu_backward_into_da": repeat(lambda: activation_backward("relu", da, cache, ws=ws_kept, inplace=True)),
+        "dense_backward_transposed_view": repeat(lambda: dense_backward_before(dout, x, W)),
+        "dense_backward_contiguous_copy": repeat(lambda: dense_backward(dout, (x, W), ws=ws_dense)),
+    }
+    for fn in cases.values():
+        fn()  # warm-up: the kept arrays exist before anything is timed
+    med = interleaved(cases, rounds)
+    us = {k: med[k]["cpu"] / calls * 1e6 for k in cases}
+    return {"calls": calls, "rounds": rounds, "R": R, "us_per_call": us,
+            "relu_forward_gain": us["relu_forward_new_array"] / us["relu_forward_inplace"],
+            "relu_backward_gain": us["relu_backward_kept_dz"] / us["relu_backward_into_da"],
+            "dense_backward_gain": us["dense_backward_transposed_view"] / us["dense_backward_contiguous_copy"]}
+
+
 def _fancy_batches(ds: Any, net: Any, cfg: Any, epoch: int, rngs: list[np.random.Generator]) -> Any:
     """`loop._batches`' per-replica random shuffling as it was before np.take: the rows gathered by `X[idx]`."""
     X, y, m, bs = ds.X_train, ds.y_train, ds.X_train.shape[0], cfg.batch_size
@@ -796,6 +849,12 @@ def table(res: dict[str, Any]) -> str:
             us = ", ".join(f"R={R}: {x:.0f}" for R, x in v["us_per_replica_step"].items())
             row(f"pack size, {name}: CPU µs per replica-step", f"{us}; R={ps['Rs'][-1]} "
                 f"{v['largest_R_vs_cheapest']:.2f}× the cheapest (R={v['cheapest_R']})", "", None)
+    ip = res.get("inplace")
+    if ip:
+        row(f"element-wise passes at R={ip['R']} (course net): replaced / in place, ReLU forward, backward; "
+            "dense_backward with Wᵀ viewed / copied",
+            f"{ip['relu_forward_gain']:.2f}×, {ip['relu_backward_gain']:.2f}×; {ip['dense_backward_gain']:.2f}×",
+            "", None)
     mb = res.get("minibatch")
     if mb:
         row(f"mini-batch fit (R={mb['replicas']}, batches of 64): batches gathered by X[idx] / by np.take",
@@ -859,9 +918,10 @@ def _tracking() -> Any:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes: checks that the script works (seconds)")
-    ap.add_argument("--only", default="core,replicas,public_api,minibatch,pack_size,vectorize,overhead,memory,tracking,"
-                                      "tuning",
-                    help="comma-separated sections (core, replicas, public_api, minibatch, pack_size, vectorize, "
+    ap.add_argument("--only", default="core,replicas,public_api,minibatch,inplace,pack_size,vectorize,overhead,memory,"
+                                      "tracking,tuning",
+                    help="comma-separated sections (core, replicas, public_api, minibatch, inplace, pack_size, "
+                         "vectorize, "
                          "vectorize_no_artifacts, "
                          "overhead, memory, tracking, tuning, bookkeeping, scale, dvc); bookkeeping, scale and "
                          "dvc take minutes and run only when named")
@@ -882,6 +942,7 @@ def main(argv: list[str] | None = None) -> int:
         "core": lambda: bench_core(200 if q else 15000, 1 if q else 3),
         "replicas": lambda: bench_replicas(50 if q else 1000, 1 if q else 3, (1, 8) if q else (1, 8, 32, 128)),
         "minibatch": lambda: bench_minibatch(2 if q else 60, 1 if q else 5),
+        "inplace": lambda: bench_inplace(5 if q else 400, 1 if q else 5, 4 if q else 32),
         "pack_size": lambda: bench_pack_size(8 if q else 960, 1 if q else 3, (1, 3) if q else (1, 3, 6, 12, 24, 48)),
         "public_api": lambda: bench_public_api(
             256 if q else 9600, 1 if q else 3, 1 if q else 3, (1, 8) if q else (1, 8, 32, 128),

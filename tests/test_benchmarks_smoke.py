@@ -14,7 +14,7 @@ from benchmarks import bench
 
 def test_quick_core_and_replicas(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "r.json"
-    assert bench.main(["--quick", "--only", "core,replicas,minibatch,pack_size", "--out", str(out)]) == 0
+    assert bench.main(["--quick", "--only", "core,replicas,minibatch,inplace,pack_size", "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     assert set(res["core"]["per_iteration"]) == {"plain_numpy", "nnlab_step", "nnlab_fit", "sklearn"}
     assert res["core"]["nnlab_fit_vs_plain"] > 0 and res["core"]["sklearn_vs_nnlab_fit"] > 0
@@ -23,10 +23,14 @@ def test_quick_core_and_replicas(tmp_path: Path, capsys: pytest.CaptureFixture[s
     for net in res["pack_size"]["nets"].values():  # both nets, every R, a positive cost, the cheapest among them
         assert set(net["us_per_replica_step"]) == {"1", "3"} and min(net["us_per_replica_step"].values()) > 0
         assert str(net["cheapest_R"]) in net["us_per_replica_step"] and net["largest_R_vs_cheapest"] >= 1.0
+    ip = res["inplace"]  # each change and its baseline timed, their ratios from those times
+    assert min(ip["us_per_call"].values()) > 0
+    assert ip["relu_backward_gain"] == pytest.approx(
+        ip["us_per_call"]["relu_backward_kept_dz"] / ip["us_per_call"]["relu_backward_into_da"])
     assert all(set(g) == {"goal", "measured", "met"} for g in res["core"]["goals"].values())
     table = capsys.readouterr().out
     assert "| figure | measured | goal | met |" in table and "plain NumPy loop" in table
-    assert "pack size, s6_bn_wide_batchnorm_float32" in table
+    assert "pack size, s6_bn_wide_batchnorm_float32" in table and "element-wise passes at R=4" in table
 
 
 def test_quick_public_api_runs_fresh_children_with_and_without_mallopt(tmp_path: Path) -> None:
