@@ -89,19 +89,33 @@ def dense_backward(dout: np.ndarray, cache: tuple, *, need_dx: bool = True, ws: 
     db = ws.keep("db", np.matmul(_ones(dout.shape[-2], dout.dtype), dout, out=ws.get("db")))
     dx = None
     if need_dx:
-        # W^T copied to a kept contiguous array first: W is small (din·dout per replica), and OpenBLAS's kernel for
-        # a transposed operand was 1.1-1.5x slower than for a contiguous one on every shape we train (R=32 course
-        # net: 78 vs 55 µs; benchmarks/bench.py "inplace"). Bit for bit the same for the course's widths; for
-        # wide layers the sums' order may differ in the last bit.
-        WT = ws.get("WT")
-        if WT is None:
-            WT = ws.keep("WT", W.swapaxes(-1, -2).copy())  # .copy(): always a new C-ordered array, never W itself
-        else:
-            np.copyto(WT, W.swapaxes(-1, -2))
-        dx = ws.keep("dx", np.matmul(dout, WT, out=ws.get("dx")))
+        dx = ws.keep("dx", np.matmul(dout, _transposed(W, dout.shape[-1], ws), out=ws.get("dx")))
         if x.ndim < dx.ndim:
             dx = dx.sum(axis=tuple(range(dx.ndim - x.ndim)))
     return dx, dW, db
+
+
+_WT_COPY_BELOW = 16  # dout widths below which dx goes through a contiguous copy of Wᵀ (see _transposed)
+
+
+def _transposed(W: np.ndarray, k: int, ws: Workspace) -> np.ndarray:
+    """Wᵀ for dx = dout·Wᵀ, whose sums run over k = dout's width: a kept contiguous copy when k < 16, else a view.
+
+    Why: for narrow layers OpenBLAS's kernel for a contiguous operand is 1.2-1.5x faster than its kernel for a
+    transposed one (R=32 course net, dout (32, 300, 5): 78 vs 55 µs; benchmarks/bench.py "inplace"), and the copy
+    costs little (W is din·dout per replica). Below 16 terms the two kernels gave the same floats bit for bit on
+    every shape tried, in float64 and float32 (tests/test_layers.py checks it on the installed BLAS), so results do
+    not move; wider sums come out in another order (in float32 a fragile run, s6_bn's smallest init scales, then
+    ends elsewhere) and gained 0.9-1.2x: there the view is kept (NumPy hands BLAS the transpose flag).
+    """
+    WT = W.swapaxes(-1, -2)
+    if k >= _WT_COPY_BELOW:
+        return WT
+    kept = ws.get("WT")
+    if kept is None:
+        return ws.keep("WT", WT.copy())  # .copy(): always a new C-ordered array, never W itself
+    np.copyto(kept, WT)
+    return kept
 
 
 # --- activations ------------------------------------------------------------------------------------------------
