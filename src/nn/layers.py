@@ -104,9 +104,9 @@ def _transposed(W: np.ndarray, k: int, ws: Workspace) -> np.ndarray:
     Why: for narrow layers OpenBLAS's kernel for a contiguous operand is 1.2-1.5x faster than its kernel for a
     transposed one (R=32 course net, dout (32, 300, 5): 78 vs 55 µs; benchmarks/bench.py "inplace"), and the copy
     costs little (W is din·dout per replica). Below 16 terms the two kernels gave the same floats bit for bit on
-    every shape tried, in float64 and float32 (tests/test_layers.py checks it on the installed BLAS), so results do
-    not move; wider sums come out in another order (in float32 a fragile run, s6_bn's smallest init scales, then
-    ends elsewhere) and gained 0.9-1.2x: there the view is kept (NumPy hands BLAS the transpose flag).
+    every shape tried here (OpenBLAS's SkylakeX kernels, float64 and float32), so results did not move; wider sums
+    come out in another order (in float32 a fragile run, s6_bn's smallest init scales, then ends elsewhere) and
+    gained 0.9-1.2x: there the view is kept (NumPy hands BLAS the transpose flag).
     """
     WT = W.swapaxes(-1, -2)
     if k >= _WT_COPY_BELOW:
