@@ -311,8 +311,8 @@ class MLP:
                     st = {k: v.copy() for k, v in st.items()}
                 h, bc = batchnorm_forward(z, P[f"gamma{l}"], P[f"beta{l}"], st, train,
                                           momentum=self.bn_momentum, eps=self.bn_eps, ws=w)
-            # h (this layer's dense or batch-norm output) is needed by nothing but the activation, unless the
-            # caller taps it: the activation then overwrites it (see layers.activation_forward for why)
+            # h (this layer's dense or batch-norm output) is needed by nothing but the activation, so unless a
+            # caller taps it the activation overwrites it (see layers.activation_forward for why)
             if keep:
                 a, ac = activation_forward(self.activation, h, self.leaky_slope, ws=w, inplace=not taps)
             else:
