@@ -575,7 +575,8 @@ def bench_overhead(n_jobs: int, rounds: int) -> dict[str, Any]:
     the worker is warm. Measured one job per config (`hydra/sweeper=basic`: a Hydra composition and launch per
     job) with the basic launcher (jobs in the launching process) and joblib n_jobs=2 (loky workers), and with the
     default sweeper, which packs the n+1 configs into one job (what a config then adds is its own MLflow run and
-    files); each with and without artifacts (the figures of `tracking.figures`, CSVs, weights)."""
+    files), and with the default sweeper one config per job (`hydra.sweeper.max_replicas=1`); each with and
+    without artifacts (the figures of `tracking.figures`, CSVs, weights)."""
     out: dict[str, Any] = {"n_jobs": n_jobs, "rounds": rounds}
     with tempfile.TemporaryDirectory(prefix="nnlab-bench-") as tmp:
         repo = _scratch_project(Path(tmp))
@@ -591,6 +592,10 @@ def bench_overhead(n_jobs: int, rounds: int) -> dict[str, Any]:
             # the default sweeper: the n+1 configs (seeds) are one packed job; what each adds is its recording
             "vectorized": [],
             "vectorized_no_artifacts": ["tracking.artifacts=false"],
+            # the default sweeper, one job per config (what configs that cannot share a pack get): one Hydra
+            # composition per job (the launcher's), where Hydra's basic sweeper makes two (it validates first)
+            "vectorized_one_per_job": ["hydra.sweeper.max_replicas=1"],
+            "vectorized_one_per_job_no_artifacts": ["hydra.sweeper.max_replicas=1", "tracking.artifacts=false"],
         }
         _train(repo, [*common, "train.seed=0"])  # creates the store once (first creation is not what we measure)
         times: dict[str, dict[str, list[float]]] = {k: {"one": [], "many": []} for k in variants}
@@ -862,7 +867,7 @@ def table(res: dict[str, Any]) -> str:
     o = res.get("overhead")
     if o:
         for k in ("basic_no_artifacts", "basic", "joblib2_no_artifacts", "joblib2", "vectorized_no_artifacts",
-                  "vectorized"):
+                  "vectorized", "vectorized_one_per_job_no_artifacts", "vectorized_one_per_job"):
             if k in o:
                 limit = {"basic_no_artifacts": 0.2, "basic": 0.4}.get(k)
                 row(f"warm job overhead, {k}", f"{o[k]['per_warm_job_s']:.2f} s/job",
