@@ -1,6 +1,7 @@
 """Scale-out by config only: each README "Scale out" example runs here on a scratch copy of the project.
 
-- local cores: `hydra/launcher=joblib` (a core dependency);
+- local cores: `hydra/launcher=joblib` (a core dependency) and `hydra/launcher=cores` (jobs forked from the
+  launcher, what the presets use);
 - SLURM: `hydra/launcher=submitit_slurm` is tested through `submitit_local` (same plugin, local processes;
   `pip install -e '.[slurm]'`), skipped when the plugin is not installed;
 - Ray: `hydra/launcher=ray` against a local Ray instance (`pip install -e '.[ray]'` in its own venv: it pins
@@ -63,6 +64,31 @@ def test_joblib_with_vectorized_sweeper(repo: Path) -> None:
     proc = py(["-m", "src.train", *args], repo, timeout=600)
     assert "6 configs packed into 2 jobs" in proc.stdout
     _check_sweep(repo, "vjob", n=6)
+
+
+def test_cores_forks_each_job_and_gives_one_process_results(repo: Path) -> None:
+    """`hydra/launcher=cores`: each job in a process of its own, forked from the launcher (two at a time on two
+    workers), and the same numbers as the basic launcher's one process (6 configs packed into 2 jobs either way)."""
+    common = [*SMALL, "optimizer=sgd,adam", "hydra/sweeper=vectorized", "hydra.sweeper.min_jobs=2"]
+    for study, launcher in (("forked", ["hydra/launcher=cores", "hydra.launcher.n_jobs=2"]),
+                            ("inproc", ["hydra/launcher=basic"])):
+        proc = py(["-m", "src.train", *common, f"study={study}", f"results_dir=results/{study}",
+                   f"hydra.sweep.dir=multirun/{study}", *launcher], repo, timeout=600)
+        assert "6 configs packed into 2 jobs" in proc.stdout
+        _check_sweep(repo, study, n=6)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=env_for(repo)["MLFLOW_TRACKING_URI"])
+    pids = {}
+    for study in ("forked", "inproc"):
+        runs = client.search_runs([client.get_experiment_by_name(study).experiment_id])
+        launcher_pid = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags).data.tags["nnlab.pid"]
+        pids[study] = (launcher_pid, {r.data.tags["nnlab.pid"] for r in runs if "mlflow.parentRunId" in r.data.tags})
+    assert len(pids["forked"][1]) == 2 and pids["forked"][0] not in pids["forked"][1]
+    assert pids["inproc"][1] == {pids["inproc"][0]}
+    for name in ("replicas.csv", "leaderboard.md"):
+        forked, inproc = (repo / f"results/{s}/{name}" for s in ("forked", "inproc"))
+        assert forked.read_text() == inproc.read_text().replace("inproc", "forked"), name
 
 
 @pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None,

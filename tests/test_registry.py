@@ -63,18 +63,20 @@ def test_the_cli_lists_studies_and_refuses_a_grid() -> None:
     assert out.returncode == 0 and "python -m src.studies toys --out results/toys" in out.stdout
 
 
-@pytest.mark.parametrize("preset", ["default", "s6_bn", "s1_init"])
-def test_parallel_presets_start_one_worker_per_core_and_go_back_to_one_process(compose, preset: str,
-                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """The presets that run their packs in parallel choose `hydra/launcher=cores`: joblib with one worker per usable
-    core, at most 8 (joblib's own -1 starts one worker per core at once, whatever the number of tasks: 56 idle
-    workers for 8 packs on 64 cores), resolved on the machine that launches. `hydra/launcher=basic` on the command
+@pytest.mark.parametrize("preset", ["default", "s6_bn", "s1_init", "s1_course", "s3_optim", "s3_course", "s4_clip",
+                                    "s5_early", "s6_reg", "s6_preproc"])
+def test_grid_presets_start_one_worker_per_core_and_go_back_to_one_process(compose, preset: str,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every grid preset runs its jobs in parallel with `hydra/launcher=cores`: a job process per usable core at a
+    time (forked from the launcher, src/lab/fork_launcher.py), at most 8 (joblib's own -1 starts one worker per core
+    at once, whatever the number of tasks: 56 idle workers for 8 packs on 64 cores), resolved on the machine that
+    launches. `hydra/launcher=basic` on the command
     line puts the preset back in one process: a preset that set `hydra.launcher.n_jobs` itself could not be composed
     with the basic launcher, whose config has no such key."""
     import joblib
 
     cfg = compose([f"experiment={preset}"])
-    assert cfg.hydra.launcher._target_.endswith("JoblibLauncher")
+    assert cfg.hydra.launcher._target_ == "hydra_plugins.nnlab_launcher.fork_launcher.ForkLauncher"
     assert cfg.hydra.runtime.choices["hydra/launcher"] == "cores"
     assert cfg.hydra.launcher.n_jobs == min(joblib.cpu_count(), 8)
     monkeypatch.setattr(joblib, "cpu_count", lambda: 64)

@@ -29,6 +29,8 @@ from src import files
 from src.lab import records
 
 JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+CORES = ["hydra/launcher=cores", "hydra.launcher.n_jobs=2"]  # each job forked from the launcher (fork_launcher.py)
+LAUNCHERS = {"joblib": JOBLIB, "cores": CORES}  # the two local multi-process launchers: the same fault model
 BASIC = "hydra/sweeper=basic"  # one job per config: these sweeps interrupt job k of n
 
 
@@ -157,6 +159,8 @@ SWEEPS = {
     "basic, SIGTERM to the process": ([], "main", 1),
     "joblib, Ctrl-C to the process group": (JOBLIB, "group", 2),
     "joblib, SIGTERM to one worker": (JOBLIB, "worker", 2),
+    "cores (forked jobs), Ctrl-C to the process group": (CORES, "group", 2),
+    "cores (forked jobs), SIGTERM to one job's process": (CORES, "worker", 2),
 }
 
 
@@ -213,7 +217,8 @@ def _wait_busy(p: subprocess.Popen[str], sweep: Path, n: int, timeout: float = 1
 
 @pytest.mark.e2e
 @pytest.mark.slow
-def test_sigkill_of_the_launcher_stops_its_workers(repo: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("launcher", list(LAUNCHERS))
+def test_sigkill_of_the_launcher_stops_its_workers(repo: Path, tmp_path: Path, launcher: str) -> None:
     """SIGKILL of a joblib sweep's launcher: the workers notice their parent is gone, end their runs KILLED with
     their history and exit (before: they trained on for hours); the next launch ends the parent KILLED (before:
     RUNNING forever, even after a resume)."""
@@ -221,7 +226,7 @@ def test_sigkill_of_the_launcher_stops_its_workers(repo: Path, tmp_path: Path) -
 
     db, sweep = tmp_path / "m.db", tmp_path / "sweep"
     args = ["-m", "optimizer=sgd,adam", "train.epochs=10000000", "train.seeds=2", "study=orph", "train.progress=false",
-            "tracking.artifacts=false", *JOBLIB]  # 2 packed jobs (the optimizer is not packable), one per worker
+            "tracking.artifacts=false", *LAUNCHERS[launcher]]  # 2 packed jobs (the optimizer is not packable)
     p = _start(repo, db, [*args, f"hydra.sweep.dir={sweep}"])
     workers = _wait_busy(p, sweep, 2)
     os.kill(p.pid, signal.SIGKILL)
@@ -251,14 +256,15 @@ def test_sigkill_of_the_launcher_stops_its_workers(repo: Path, tmp_path: Path) -
 
 @pytest.mark.e2e
 @pytest.mark.slow
-def test_sigkill_of_one_worker_spares_its_neighbour(repo: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("launcher", list(LAUNCHERS))
+def test_sigkill_of_one_worker_spares_its_neighbour(repo: Path, tmp_path: Path, launcher: str) -> None:
     """One worker SIGKILLed (the OOM killer): its neighbour finishes its job (before: loky SIGKILLed it at once,
     its run KILLED with no metrics), the sweep stops with one line and exit 1, the parent is FAILED. The short job
     trains 100,000 epochs so that it is still training when both are seen busy, on a fast box too."""
     db, sweep = tmp_path / "m.db", tmp_path / "sweep"
     args = ["-m", "train.epochs=100000,100000000", "train.log_every=1000", "train.seeds=2", "study=oom",
             "train.progress=false",
-            "tracking.artifacts=false", f"hydra.sweep.dir={sweep}", *JOBLIB]  # a short and an endless job
+            "tracking.artifacts=false", f"hydra.sweep.dir={sweep}", *LAUNCHERS[launcher]]  # a short, an endless job
     p = _start(repo, db, args)
     _wait_busy(p, sweep, 2)
     by_job = {("100000000" in (m.parent / ".hydra" / "overrides.yaml").read_text()): int(m.read_text())
@@ -323,7 +329,8 @@ def test_resume_skips_finished_jobs(repo: Path, tmp_path: Path) -> None:
 
 @pytest.mark.e2e
 @pytest.mark.slow
-def test_sigterm_to_a_joblib_launcher_as_its_jobs_turn_over(repo: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("launcher", list(LAUNCHERS))
+def test_sigterm_to_a_launcher_as_its_jobs_turn_over(repo: Path, tmp_path: Path, launcher: str) -> None:
     """SIGTERM to a joblib launcher right as a job ends (when a worker is between jobs, or ending its run): the
     parent ends KILLED (a worker that has not run a job yet dies of the forwarded signal: that is the interrupt,
     not a lost worker; one between jobs ignores it and must not hang the launcher, `shield_idle_worker`),
@@ -332,7 +339,7 @@ def test_sigterm_to_a_joblib_launcher_as_its_jobs_turn_over(repo: Path, tmp_path
     db, sweep = tmp_path / "m.db", tmp_path / "sweep"
     p = _start(repo, db, ["-m", BASIC, "train.seed=range(0,10)", "train.epochs=20", "train.log_every=5",
                           "train.seeds=1", "study=turn", "train.progress=false", "tracking.artifacts=false",
-                          f"hydra.sweep.dir={sweep}", *JOBLIB])
+                          f"hydra.sweep.dir={sweep}", *LAUNCHERS[launcher]])
     t0 = time.monotonic()
     while len(list(sweep.glob("*/result.json"))) < 3:
         assert p.poll() is None and time.monotonic() - t0 < 120, p.communicate()

@@ -305,6 +305,8 @@ def protect_neighbours(sweep_dir: Path, on_death: Callable[[str], None] | None =
     stop new jobs, wait for the running ones to write their records, call `on_death(message)` (the sweep ends its
     runs), then let loky proceed with :class:`WorkerDied`, which Hydra prints as one line. A no-op without joblib.
     """
+    global _on_death
+    _on_death = on_death
     try:
         from joblib.externals.loky import process_executor as pe
     except ImportError:  # pragma: no cover - joblib is optional
@@ -322,17 +324,27 @@ def protect_neighbours(sweep_dir: Path, on_death: Callable[[str], None] | None =
         wait_for_jobs(folder, timeout=None)
         codes = str(bpe).split("exit codes of the workers are", 1)[-1].split()
         why = codes[0].strip("{}") if codes and "exit codes" in str(bpe) else "unknown cause"
-        message = (f"nnlab: error: a worker process died ({why}: the OOM killer, or a kill) and stopped the sweep; "
-                   "its job's run is recorded KILLED, the other jobs finished first; re-run with resume=true")
-        if stopping():  # the launcher was interrupted and stopped its workers: this death is that interrupt
-            message = ("nnlab: interrupted: the sweep's workers were stopped; unfinished runs are recorded as KILLED; "
-                       "re-run the same command with resume=true to finish the sweep")
-        if on_death is not None:
-            on_death(message)
-        return original(self, _worker_died_class()(message))
+        return original(self, worker_died(why))
 
     terminate_broken.__wrapped__ = original  # type: ignore[attr-defined]
     cls.terminate_broken = terminate_broken
+
+
+_on_death: Callable[[str], None] | None = None  # the sweep's hook (SweepCallback.abort), set by protect_neighbours
+
+
+def worker_died(why: str) -> BaseException:
+    """The error that stops a sweep whose worker died (`why`: its exit code or signal), once the other running
+    jobs have finished (loky's thread above, or `src.lab.fork_launcher` after its last job): the sweep's hook
+    ends the runs still RUNNING first; Hydra prints the error as one line."""
+    message = (f"nnlab: error: a worker process died ({why}: the OOM killer, or a kill) and stopped the sweep; "
+               "its job's run is recorded KILLED, the other jobs finished first; re-run with resume=true")
+    if stopping():  # the launcher was interrupted and stopped its workers: this death is that interrupt
+        message = ("nnlab: interrupted: the sweep's workers were stopped; unfinished runs are recorded as KILLED; "
+                   "re-run the same command with resume=true to finish the sweep")
+    if _on_death is not None:
+        _on_death(message)
+    return _worker_died_class()(message)
 
 
 @functools.cache

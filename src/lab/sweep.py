@@ -81,7 +81,7 @@ class SweepCallback(Callback):
         OUTCOME.clear()
         os.environ[SWEEP_DIR_ENV] = str(sweep_dir)
         signals.mark_launcher()  # an interrupted worker stops the sweep through us
-        if "joblib" in str(config.hydra.launcher.get("_target_", "")):
+        if any(name in str(config.hydra.launcher.get("_target_", "")) for name in ("joblib", "fork_launcher")):
             signals.protect_neighbours(sweep_dir, on_death=self.abort)
         self._old_handlers = signals.install(self._on_signal)
         if config.get("results_dir"):
