@@ -47,10 +47,10 @@ def test_a_forked_job_opens_its_own_database_connection(tmp_path: Path, mlflow_t
 
 
 def test_without_fork_it_is_the_joblib_launcher(monkeypatch: pytest.MonkeyPatch) -> None:
-    from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
-
     calls = []
-    monkeypatch.setattr(JoblibLauncher, "launch", lambda self, jobs, initial_job_idx: calls.append(jobs) or ["ok"])
+    # the class it inherits from (Hydra's plugin scan may have imported the joblib launcher's module again since)
+    monkeypatch.setattr(fork_launcher.JoblibLauncher, "launch",
+                        lambda self, jobs, initial_job_idx: calls.append(jobs) or ["ok"])
     monkeypatch.setattr(fork_launcher, "forking", lambda: False)
     launcher = fork_launcher.ForkLauncher(n_jobs=2)
     assert launcher.launch([["a=1"], ["a=2"]], initial_job_idx=0) == ["ok"] and calls == [[["a=1"], ["a=2"]]]
