@@ -68,14 +68,20 @@ def test_joblib_with_vectorized_sweeper(repo: Path) -> None:
 
 def test_cores_forks_each_job_and_gives_one_process_results(repo: Path) -> None:
     """`hydra/launcher=cores`: each job in a process of its own, forked from the launcher (two at a time on two
-    workers), and the same numbers as the basic launcher's one process (6 configs packed into 2 jobs either way)."""
-    common = [*SMALL, "optimizer=sgd,adam", "hydra/sweeper=vectorized", "hydra.sweeper.min_jobs=2"]
+    workers), and the same numbers as the basic launcher's one process (6 configs packed into 2 jobs either way);
+    the sweep's progress bar, in the launcher, counts the forked jobs as it counts in-process ones."""
+    common = [*SMALL, "optimizer=sgd,adam", "hydra/sweeper=vectorized", "hydra.sweeper.min_jobs=2",
+              "train.progress=true"]
+    bars = {}
     for study, launcher in (("forked", ["hydra/launcher=cores", "hydra.launcher.n_jobs=2"]),
                             ("inproc", ["hydra/launcher=basic"])):
         proc = py(["-m", "src.train", *common, f"study={study}", f"results_dir=results/{study}",
                    f"hydra.sweep.dir=multirun/{study}", *launcher], repo, timeout=600)
         assert "6 configs packed into 2 jobs" in proc.stdout
         _check_sweep(repo, study, n=6)
+        bars[study] = [ln.split("|")[2].split("[")[0].strip() for ln in proc.stderr.replace("\r", "\n").splitlines()
+                       if ln.startswith(f"sweep {study}:") and ln.count("|") >= 2]
+    assert bars["forked"] and bars["forked"][-1] == bars["inproc"][-1], bars
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=env_for(repo)["MLFLOW_TRACKING_URI"])

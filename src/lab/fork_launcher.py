@@ -96,6 +96,15 @@ class ForkLauncher(JoblibLauncher):
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         return self._run(job_overrides, initial_job_idx, n_jobs)
 
+    def _job_returned(self, ret: JobReturn) -> None:
+        """Tell the launcher's callbacks that a job ended (each job's `on_job_end` ran in its own process, on a
+        copy of them): those with an `on_forked_job_end` (the sweep's progress bar, src/lab/sweep.py)."""
+        assert self.hydra_context is not None
+        for callback in getattr(self.hydra_context.callbacks, "callbacks", []):
+            hook = getattr(callback, "on_forked_job_end", None)
+            if hook is not None:
+                hook(ret)
+
     def _run(self, job_overrides: Sequence[Sequence[str]], first: int, n_jobs: int) -> list[JobReturn]:
         ctx = multiprocessing.get_context("fork")
         todo = collections.deque(enumerate(job_overrides))
@@ -119,6 +128,7 @@ class ForkLauncher(JoblibLauncher):
                     proc, i = running.pop(receive)
                     with contextlib.suppress(EOFError):  # EOF: the child died before sending its result
                         results[i] = pickle.loads(receive.recv_bytes())
+                        self._job_returned(results[i])
                     receive.close()
                     proc.join()
                     if results[i] is None:

@@ -64,8 +64,10 @@ class SweepCallback(Callback):
         self._old_handlers: dict[int, Any] = {}
         self._dir_lock: Any = None
         self._launch = launch_id()
+        self._pid = os.getpid()  # the launching process (on_multirun_start runs there)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._pid = os.getpid()
         total = os.environ.get("NNLAB_SWEEP_TOTAL")  # counted by the pre-flight check
         if total and progress_on(config.train.progress):
             from tqdm.auto import tqdm
@@ -155,7 +157,14 @@ class SweepCallback(Callback):
         raise KeyboardInterrupt(f"signal {signum}")
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
-        """Advance the sweep's bar (in-process launchers only: a joblib worker has its own callback object)."""
+        """Advance the sweep's bar (in-process launchers only: a joblib worker has its own callback object, and a
+        forked job a copy of the launcher's, whose bar is not the one on the screen)."""
+        if self._bar is not None and os.getpid() == self._pid:
+            self._bar.update(1)
+
+    def on_forked_job_end(self, job_return: Any) -> None:
+        """Advance the sweep's bar in the launcher when a forked job's result arrives (src/lab/fork_launcher.py;
+        the job's own `on_job_end` ran in its process)."""
         if self._bar is not None:
             self._bar.update(1)
 
