@@ -59,3 +59,42 @@ def test_without_fork_it_is_the_joblib_launcher(monkeypatch: pytest.MonkeyPatch)
 def test_a_signal_death_is_named_as_loky_names_it() -> None:
     assert fork_launcher._exit_code(-9) == "SIGKILL(-9)"
     assert fork_launcher._exit_code(3) == "exit code 3"
+
+
+def test_before_forking_the_task_preloads_and_the_heap_is_frozen(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The task module's `preload(config)` runs once in the launcher, then `gc.freeze()` keeps the launcher's objects
+    out of the jobs' collections (which would copy their pages into every job)."""
+    import gc
+    import sys
+    import types
+
+    seen = []
+    module = types.ModuleType("nnlab_fake_task")
+    module.preload = seen.append  # type: ignore[attr-defined]
+
+    def task(cfg: object) -> None: ...
+
+    task.__module__ = module.__name__
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    launcher = fork_launcher.ForkLauncher(n_jobs=2)
+    launcher.task_function, launcher.config = task, {"a": 1}  # type: ignore[assignment]
+    before = gc.get_freeze_count()
+    try:
+        launcher._prepare_to_fork()
+        assert seen == [{"a": 1}] and gc.get_freeze_count() > before
+    finally:
+        gc.unfreeze()
+
+
+@pytest.mark.parametrize("figures, imported", [(["boundary"], True), ([], False)])
+def test_train_preloads_matplotlib_only_for_jobs_that_draw(figures: list[str], imported: bool) -> None:
+    """`src.train.preload`: pyplot (~0.3 s per job otherwise) only when the sweep's jobs will draw figures."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from omegaconf import OmegaConf; from src.train import preload; "
+            f"preload(OmegaConf.create({{'tracking': {{'enabled': True, 'artifacts': True, 'figures': {figures}}}}})); "
+            "print('matplotlib.pyplot' in sys.modules, 'src.lab.job' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                         text=True, timeout=120)
+    assert out.stdout.split() == [str(imported), "True"], out.stderr[-2000:]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import gc
 import multiprocessing
 import multiprocessing.connection
 import pickle
@@ -96,6 +97,20 @@ class ForkLauncher(JoblibLauncher):
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         return self._run(job_overrides, initial_job_idx, n_jobs)
 
+    def _prepare_to_fork(self) -> None:
+        """Once, before the first fork: the task's own `preload(config)`, if its module has one (`src/train.py`:
+        what every job imports, e.g. matplotlib, imported here once instead of in every job), then `gc.freeze()`.
+        Why freeze: a forked job's garbage collections would otherwise walk the launcher's million objects (MLflow,
+        SQLAlchemy, Hydra), which costs time and, by touching them, copies their memory pages into the job (copy on
+        write); frozen objects are left out of collections (the use Python's documentation gives for it). Measured
+        in s6_preproc's 8 forked jobs: 9.9 s without either, 8.7-8.8 s with the freeze (one process: 9.2-9.5 s)."""
+        assert self.task_function is not None and self.config is not None
+        preload = getattr(sys.modules.get(self.task_function.__module__), "preload", None)
+        if callable(preload):
+            preload(self.config)
+        gc.collect()
+        gc.freeze()
+
     def _job_returned(self, ret: JobReturn) -> None:
         """Tell the launcher's callbacks that a job ended (each job's `on_job_end` ran in its own process, on a
         copy of them): those with an `on_forked_job_end` (the sweep's progress bar, src/lab/sweep.py)."""
@@ -112,6 +127,7 @@ class ForkLauncher(JoblibLauncher):
         results: list[JobReturn | None] = [None] * len(job_overrides)
         dead: list[int | None] = []  # exit codes of job processes that died without a result
         state = Singleton.get_state()
+        self._prepare_to_fork()
         try:
             while todo or running:
                 while todo and len(running) < n_jobs and not dead:  # after a death: no new job
