@@ -3,9 +3,10 @@
 Why not Hydra's joblib launcher, which `cores` was until 2026-12-07: it hard-codes loky, whose workers are fresh
 interpreters that import numpy, MLflow, SQLAlchemy, Hydra and matplotlib again (~2.5-3 s each, measured by py-spy
 in the default grid's workers), so the presets whose packs take a few seconds ran faster on one core. A process
-forked from the launcher, which has imported all of that for the pre-flight check and the sweep's parent run,
-starts its job in milliseconds: the seven short presets took 73 s on one core and 58 s forked on two, the three
-presets that were on joblib 67 s and 60 s (2026-12-07, a scratch copy, byte-identical results; README *Speed*).
+forked from the launcher, which has imported all of that for the pre-flight check and the sweep's parent run
+(and what the task's `preload` names: `src/train.py`), starts its job in milliseconds. Measured on 2026-12-07
+(README *Scale out*): `dvc repro` in fresh clones 159 s with loky for three presets and one process for seven,
+144 s with every grid preset forked, the same results byte for byte.
 
 One process per job (not a pool): a job that dies takes nothing else with it, and there is no shared task queue
 whose lock a dying worker could hold (a `multiprocessing.Pool` prototype hung in 2 launches of 24 that way). The
