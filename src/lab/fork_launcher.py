@@ -65,7 +65,10 @@ def _child(conn: Any, launcher: ForkLauncher, idx: int, overrides: list[str], st
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     fresh_database_connections()
     assert launcher.config is not None and launcher.hydra_context is not None and launcher.task_function is not None
-    ret = execute_job(idx, overrides, launcher.hydra_context, launcher.config, launcher.task_function, state)
+    try:  # the task's own errors are in its JobReturn already (run_job); this is Hydra's setup of the job failing
+        ret = execute_job(idx, overrides, launcher.hydra_context, launcher.config, launcher.task_function, state)
+    except Exception as exc:  # noqa: BLE001 - sent back and re-raised by the sweeper, as loky would
+        ret = JobReturn(overrides=overrides, status=JobStatus.FAILED, _return_value=exc)
     try:  # cloudpickle, as loky: a JobReturn holds Hydra's config dataclasses, which Hydra's plugin scan re-imports
         payload = cloudpickle.dumps(ret)
     except Exception as exc:  # noqa: BLE001 - an unpicklable return value: say so rather than die silently

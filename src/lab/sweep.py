@@ -72,6 +72,9 @@ class SweepCallback(Callback):
         if total and progress_on(config.train.progress):
             from tqdm.auto import tqdm
 
+            # no monitor thread (tqdm's documented switch): a launcher that forks its jobs (hydra/launcher=cores)
+            # must not have a thread that may hold tqdm's lock at the moment of a fork (the job's bars would wait)
+            tqdm.monitor_interval = 0
             self._bar = tqdm(total=int(total), desc=f"sweep {config.study}", unit="job", position=0)
         sweep_dir = self.sweep_dir = Path(config.hydra.sweep.dir)
         self._dir_lock = try_lock(sweep_dir / SWEEP_LOCK)
