@@ -219,9 +219,9 @@ def _wait_busy(p: subprocess.Popen[str], sweep: Path, n: int, timeout: float = 1
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher", list(LAUNCHERS))
 def test_sigkill_of_the_launcher_stops_its_workers(repo: Path, tmp_path: Path, launcher: str) -> None:
-    """SIGKILL of a joblib sweep's launcher: the workers notice their parent is gone, end their runs KILLED with
-    their history and exit (before: they trained on for hours); the next launch ends the parent KILLED (before:
-    RUNNING forever, even after a resume)."""
+    """SIGKILL of a joblib (or cores) sweep's launcher: the workers notice their parent is gone, end their runs
+    KILLED with their history and exit (before: they trained on for hours); the next launch ends the parent KILLED
+    (before: RUNNING forever, even after a resume)."""
     import psutil
 
     db, sweep = tmp_path / "m.db", tmp_path / "sweep"

@@ -64,10 +64,9 @@ class SweepCallback(Callback):
         self._old_handlers: dict[int, Any] = {}
         self._dir_lock: Any = None
         self._launch = launch_id()
-        self._pid = os.getpid()  # the launching process (on_multirun_start runs there)
+        self._pid = os.getpid()  # the launching process: Hydra makes its callbacks there
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._pid = os.getpid()
         total = os.environ.get("NNLAB_SWEEP_TOTAL")  # counted by the pre-flight check
         if total and progress_on(config.train.progress):
             from tqdm.auto import tqdm
