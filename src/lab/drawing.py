@@ -13,8 +13,8 @@ Ctrl-C/SIGTERM (the job's own handling records the runs, and an interrupted pack
 outlive its list (a forked child exits without the job's exit handlers; the job kills it once every config is
 recorded). If it dies, or a figure fails in it, the job draws that config's figures itself.
 
-Only where it can pay: Linux (fork), two usable cores or more, in the launching process (in a joblib worker the
-other core is a neighbour worker's), and at least two configs to draw.
+Only where it can pay: Linux (fork), two usable cores or more, in the launching process (in a joblib worker or a
+forked `cores` job the other core is a neighbour's), and at least two configs to draw.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def _marker(art: Path) -> Path:
 
 def _may_help() -> bool:
     """Linux, two usable cores or more (joblib's count: affinity, cgroup quotas), and this process launched the
-    sweep (not a joblib/loky worker, whose other core belongs to a neighbour)."""
+    sweep (not a joblib/loky worker nor a forked `cores` job, whose other core is a neighbour's)."""
     from src.lab.signals import LAUNCHER_PID_ENV
 
     if sys.platform != "linux" or os.environ.get(LAUNCHER_PID_ENV, str(os.getpid())) != str(os.getpid()):

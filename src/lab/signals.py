@@ -96,7 +96,8 @@ def mark_launcher() -> None:
 
 
 def hand_over_to_launcher() -> None:
-    """In a worker process of a sweep (joblib), stop the whole sweep through its launcher, then wait.
+    """In a worker process of a sweep (joblib, a forked `cores` job), stop the whole sweep through its launcher,
+    then wait.
 
     Why: if this worker merely re-raised, joblib would abort at once and SIGKILL the other workers before they
     record their own runs. The launcher's handler instead forwards SIGTERM to every worker, waits until their
@@ -115,7 +116,7 @@ def hand_over_to_launcher() -> None:
 
 
 def shield_idle_worker() -> None:
-    """In a worker process of a local launcher (joblib/loky, submitit_local): from now on Ctrl-C and SIGTERM
+    """In a worker process of a local launcher (joblib/loky, cores, submitit_local): from now on Ctrl-C and SIGTERM
     outside a job are ignored. Call it before a job's :func:`interrupts`, which puts this back after the job.
 
     Why: a worker that a signal ends right after its job, while it writes the job's result to loky's result pipe,
@@ -163,7 +164,7 @@ def stopping() -> bool:
 
 
 def signal_workers(sig: int) -> int:
-    """Send `sig` to this process's worker processes (joblib/loky, submitit_local); return how many."""
+    """Send `sig` to this process's worker processes (joblib/loky, cores, submitit_local); return how many."""
     try:
         import psutil
     except ImportError:  # pragma: no cover - psutil comes with mlflow
@@ -274,7 +275,8 @@ def _watch_launcher() -> None:
     """In a worker process (its launcher is another process): a daemon thread notices the launcher's death
     (this process gets re-parented) and stops the running job as SIGTERM would -- the run ends KILLED with its
     history -- then ends this process. Why: loky workers whose launcher was SIGKILLed went on training for hours,
-    their runs RUNNING forever. Polling `getppid` works for every local launcher (joblib/loky, submitit_local)."""
+    their runs RUNNING forever. Polling `getppid` works for every local launcher (joblib/loky, cores,
+    submitit_local)."""
     global _watchdog
     launcher = os.environ.get(LAUNCHER_PID_ENV)
     if not launcher or int(launcher) == os.getpid() or _watchdog is not None:
